@@ -1,0 +1,114 @@
+"""The interface every scorer shares: embed once, compare many times, differentiably."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embedding import Embedding
+from .errors import ImageInputError
+from .images import ImageBatch, as_batch
+from .preprocess import Preprocess
+
+EmbeddingOrImages = Union[Embedding, ImageBatch]
+
+
+class Scorer(nn.Module):
+    """Base class: subclasses implement ``encode`` (model input → Embedding).
+
+    ``similarity`` is "higher = more alike"; the default is the cosine of the (unit) vectors,
+    which is what CLIP-I, DINO-I, SigLIP2 and NearID use. ``distance`` is ``1 - similarity``.
+    """
+
+    name: str = "scorer"
+
+    def __init__(self, preprocess: Preprocess):
+        super().__init__()
+        self.preprocess = preprocess
+
+    # --- model -----------------------------------------------------------------------------
+    def encode(self, pixels: torch.Tensor) -> Embedding:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def embed(self, images: ImageBatch, batch_size: int | None = None) -> Embedding:
+        """Embed ``[B,3,H,W]`` RGB in [0, 1] (or a list of differently sized images).
+
+        Differentiable when the input requires grad; otherwise runs under
+        ``torch.inference_mode`` and returns ordinary tensors usable in later autograd code.
+        ``batch_size`` bounds how many images go through the model at once.
+        """
+        chunks = as_batch(images)
+        device = self.device
+        for chunk in chunks:
+            if chunk.device != device:
+                raise ImageInputError(
+                    f"images are on {chunk.device} but the {self.name} scorer is on {device}; "
+                    f"move them with images.to('{device}')"
+                )
+        need_grad = torch.is_grad_enabled() and any(c.requires_grad for c in chunks)
+        with nullcontext() if need_grad else torch.inference_mode():
+            pixels = torch.cat([self.preprocess(c.float()) for c in chunks]).to(self.dtype)
+            step = batch_size or pixels.shape[0]
+            parts = [self.encode(pixels[i : i + step]) for i in range(0, pixels.shape[0], step)]
+            embedding = parts[0] if len(parts) == 1 else Embedding.cat(parts)
+        if not need_grad and not torch.is_inference_mode_enabled():
+            # Inference tensors cannot take part in autograd later (e.g. a guidance loss).
+            patches = None if embedding.patches is None else embedding.patches.clone()
+            embedding = Embedding(embedding.vector.clone(), patches, embedding.grid)
+        return embedding
+
+    def as_embedding(self, x: EmbeddingOrImages) -> Embedding:
+        return x if isinstance(x, Embedding) else self.embed(x)
+
+    # --- comparison ------------------------------------------------------------------------
+    def similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
+        """Pairwise similarity ``[B]``; a batch-1 side is broadcast against the other."""
+        a, b = paired(a, b)
+        return (a.vector * b.vector).sum(-1)
+
+    def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
+        """All-pairs similarity ``[A, B]``."""
+        same_device(a, b)
+        return a.vector @ b.vector.T
+
+    def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:
+        return 1.0 - self.similarity(a, b)
+
+    def score(self, reference: EmbeddingOrImages, images: EmbeddingOrImages) -> torch.Tensor:
+        """Similarity of each image to the reference ``[B]``; pass an ``Embedding`` to reuse it."""
+        return self.similarity(self.as_embedding(reference), self.as_embedding(images))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, preprocess={self.preprocess}"
+
+
+def same_device(a: Embedding, b: Embedding) -> None:
+    if a.device != b.device:
+        raise ImageInputError(f"embeddings are on different devices: {a.device} and {b.device}")
+
+
+def paired(a: Embedding, b: Embedding) -> tuple[Embedding, Embedding]:
+    """Check two embeddings can be compared pairwise (equal batch, or one side of 1)."""
+    same_device(a, b)
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise ImageInputError(
+            f"cannot pair {len(a)} embeddings with {len(b)}: use equal batch sizes, a single "
+            "reference, or similarity_matrix for all pairs"
+        )
+    return a, b
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a, b, dim=-1)

@@ -1,0 +1,135 @@
+"""Every scorer in one table: name → (how to build it, one-line description).
+
+Adding a scorer is adding a row. ``load_scorer`` is the single entry point.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Union
+
+import torch
+
+from .base import Scorer
+from .clip import load_clip
+from .dino_i import load_dino_i
+from .idsim import load_idsim
+from .siglip import NEARID, SIGLIP2, load_siglip
+from .weights import PathLike
+
+
+@dataclass(frozen=True)
+class ScorerEntry:
+    build: Callable[..., Scorer]
+    description: str
+
+
+SCORERS: dict[str, ScorerEntry] = {
+    "nearid": ScorerEntry(
+        partial(load_siglip, "nearid", NEARID, "map"),
+        "NearID: SigLIP2 SO400M + retrained MAP head, 1152-d, cosine (Aleksandar/nearid-siglip2)",
+    ),
+    "idsim-dinov3-vitl16": ScorerEntry(
+        partial(load_idsim, "dinov3_vitl16_cls_patch", name="idsim-dinov3-vitl16"),
+        "ID-Sim, DINOv3 ViT-L/16 (the paper's default; gated backbone), similarity = 1 - distance",
+    ),
+    "idsim-dinov3-vitb16": ScorerEntry(
+        partial(load_idsim, "dinov3_vitb16_cls_patch", name="idsim-dinov3-vitb16"),
+        "ID-Sim, DINOv3 ViT-B/16 (gated backbone), similarity = 1 - distance",
+    ),
+    "idsim-dinov2-vitl14": ScorerEntry(
+        partial(load_idsim, "dinov2_vitl14_cls_patch", name="idsim-dinov2-vitl14"),
+        "ID-Sim, DINOv2 ViT-L/14 (public backbone), similarity = 1 - distance",
+    ),
+    "idsim-dinov2-vitb14": ScorerEntry(
+        partial(load_idsim, "dinov2_vitb14_cls_patch", name="idsim-dinov2-vitb14"),
+        "ID-Sim, DINOv2 ViT-B/14 (public backbone), similarity = 1 - distance",
+    ),
+    "clip-i": ScorerEntry(
+        partial(load_clip, "clip-i"), "CLIP-I: CLIP ViT-L/14 image embedding, cosine (DreamBench++ baseline)"
+    ),
+    "dino-i": ScorerEntry(
+        partial(load_dino_i, "dino-i"), "DINO-I: DINOv2 ViT-L/14 CLS, cosine (DreamBench++ baseline)"
+    ),
+    "siglip2": ScorerEntry(
+        partial(load_siglip, "siglip2", SIGLIP2, "mean"),
+        "SigLIP2 SO400M frozen, mean-pooled tokens, cosine (NearID paper's DreamBench++ baseline)",
+    ),
+    "siglip2-map": ScorerEntry(
+        partial(load_siglip, "siglip2-map", SIGLIP2, "map"),
+        "SigLIP2 SO400M frozen, its own MAP head, cosine",
+    ),
+}
+ALIASES = {"idsim": "idsim-dinov3-vitl16"}
+
+
+def available_scorers() -> dict[str, str]:
+    """Scorer names (aliases included) with one-line descriptions."""
+    names = {name: entry.description for name, entry in SCORERS.items()}
+    names.update({alias: f"alias of {target}" for alias, target in ALIASES.items()})
+    return dict(sorted(names.items()))
+
+
+def resolve_name(name: str) -> str:
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in SCORERS:
+        close = difflib.get_close_matches(key, [*SCORERS, *ALIASES], n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown scorer {name!r}.{hint} Available: {', '.join(available_scorers())}")
+    return key
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype must be one of float32, float16, bfloat16; got {dtype}")
+        return dtype
+    if str(dtype).lower() not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[str(dtype).lower()]
+
+
+def load_scorer(
+    name: str,
+    weights: PathLike | None = None,
+    device: Union[str, torch.device, None] = None,
+    dtype: Union[str, torch.dtype, None] = None,
+    **options,
+) -> Scorer:
+    """Load a scorer by name (see ``available_scorers()``), frozen and in eval mode.
+
+    ``weights``: a local file/folder in the official layout, a Hugging Face repo id, or
+    ``None`` for the official source. ``options`` are scorer-specific (ID-Sim: ``mode``,
+    ``patch_distance``, ``backbone``).
+    """
+    key = resolve_name(name)
+    entry = SCORERS[key]
+    accepted = set(inspect.signature(entry.build).parameters) - {"weights", "name"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(
+            f"scorer {key!r} has no option {', '.join(map(repr, unknown))}"
+            + (f"; it accepts {', '.join(sorted(accepted))}" if accepted else "; it takes no options")
+        )
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    scorer = entry.build(weights=weights, **options)
+    scorer.requires_grad_(False)
+    return scorer.to(device=device, dtype=dtype).eval()

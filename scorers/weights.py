@@ -1,0 +1,178 @@
+"""Finding and reading checkpoint files, with errors that say what to do.
+
+Resolution order for a scorer's files: an explicit local path → each registered search
+root (ComfyUI's ``models/idguide`` when running inside ComfyUI, then ``$IDGUIDE_HOME``,
+default ``~/.cache/idguide``) → the huggingface_hub cache → a download through
+huggingface_hub (progress bar, ``HF_HUB_OFFLINE`` respected).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Union
+
+import torch
+from torch import nn
+
+from .errors import WeightsError
+
+PathLike = Union[str, os.PathLike]
+_extra_roots: list[Path] = []
+
+
+def add_search_path(path: PathLike) -> None:
+    """Look for weights under ``path`` too (before the default cache). Used by the ComfyUI nodes."""
+    path = Path(path)
+    if path not in _extra_roots:
+        _extra_roots.append(path)
+
+
+def search_roots() -> list[Path]:
+    home = Path(os.environ.get("IDGUIDE_HOME", Path.home() / ".cache" / "idguide"))
+    return [*_extra_roots, home]
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    """Files a scorer needs from one Hugging Face repo, and the folder name they use locally."""
+
+    repo_id: str
+    files: tuple[str, ...]
+    local_name: str
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo_id}"
+
+    def placement_hint(self) -> str:
+        roots = ", ".join(str(r / self.local_name) for r in search_roots())
+        return (
+            f"download {', '.join(self.files)} from {self.url} and pass the folder as weights=..., "
+            f"or put them in one of: {roots}"
+        )
+
+
+def looks_like_path(weights: PathLike) -> bool:
+    """Anything but a bare ``owner/name`` Hugging Face repo id is a local path."""
+    text = str(weights)
+    if isinstance(weights, os.PathLike) or os.path.exists(text):
+        return True
+    return text.startswith((".", "/", "~")) or "\\" in text or text.count("/") != 1
+
+
+def resolve_folder(weights: PathLike | None, hub: HubFiles, what: str) -> Path:
+    """A local folder holding every file of ``hub.files``.
+
+    ``weights`` may be a folder, a Hugging Face repo id (``owner/name``), or ``None`` for the
+    official repo.
+    """
+    if weights is not None and looks_like_path(weights):
+        folder = Path(weights).expanduser()
+        if not folder.exists():
+            raise WeightsError(f"{what}: weights path does not exist: {folder}")
+        if folder.is_file():
+            folder = folder.parent
+        require_files(folder, hub.files, what, hub.placement_hint())
+        return folder
+    if weights is None:
+        for root in search_roots():
+            folder = root / hub.local_name
+            if all((folder / f).is_file() for f in hub.files):
+                return folder
+    repo_id = str(weights) if weights is not None else hub.repo_id
+    return hub_download(HubFiles(repo_id, hub.files, hub.local_name), what)
+
+
+def hub_download(hub: HubFiles, what: str) -> Path:
+    """Fetch ``hub.files`` through huggingface_hub (cache first) and return their folder."""
+    from huggingface_hub import hf_hub_download
+
+    paths = []
+    for filename in hub.files:
+        try:
+            paths.append(Path(hf_hub_download(hub.repo_id, filename)))
+        except Exception as error:  # offline, gated, missing repo or file: all mean "not here"
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            raise WeightsError(
+                f"{what}: could not get '{filename}' from {hub.url} ({reason}). "
+                f"Expected files: {', '.join(hub.files)}. Without network access, "
+                f"{hub.placement_hint()}"
+            ) from None
+    return paths[0].parent
+
+
+def require_files(folder: Path, files: Iterable[str], what: str, hint: str) -> None:
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise WeightsError(f"{what}: {folder} is missing {', '.join(missing)}; {hint}")
+
+
+def read_json(path: Path, hint: str = "") -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise WeightsError(f"missing file {path}. {hint}") from None
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"cannot read {path} as JSON ({error}); the file may be truncated. {hint}") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a JSON object, got {type(data).__name__}. {hint}")
+    return data
+
+
+def read_safetensors(path: Path, hint: str = "") -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise WeightsError(f"missing file {path}. {hint}")
+    try:
+        return load_file(str(path))
+    except Exception as error:
+        raise WeightsError(
+            f"cannot read {path} as safetensors ({error}); the file is truncated or corrupt, "
+            f"download it again. {hint}"
+        ) from None
+
+
+def read_pth(path: Path, hint: str = "") -> dict[str, torch.Tensor]:
+    """A plain state dict from a ``.pth`` file, unpickled with ``weights_only=True``."""
+    if not path.is_file():
+        raise WeightsError(f"missing file {path}. {hint}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(
+            f"cannot read {path} as a PyTorch state dict ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); the file is truncated, corrupt or "
+            f"not a weights file. {hint}"
+        ) from None
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise WeightsError(f"{path}: expected a state dict (name → tensor), got {type(data).__name__}. {hint}")
+    return data
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path, hint: str = "") -> None:
+    """``load_state_dict`` that names the file, the key and the expected shape on any mismatch."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"'{k}' has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing[:5]}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append(
+            f"unexpected keys {unexpected[:5]}" + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else "")
+        )
+    if wrong:
+        problems.append("; ".join(wrong[:5]))
+    if problems:
+        raise WeightsError(f"{path} does not match the expected layout: {'; '.join(problems)}. {hint}")
+    module.load_state_dict(state, strict=True)
