@@ -49,14 +49,7 @@ class Scorer(nn.Module):
         ``torch.inference_mode`` and returns ordinary tensors usable in later autograd code.
         ``batch_size`` bounds how many images go through the model at once.
         """
-        chunks = as_batch(images)
-        device = self.device
-        for chunk in chunks:
-            if chunk.device != device:
-                raise ImageInputError(
-                    f"images are on {chunk.device} but the {self.name} scorer is on {device}; "
-                    f"move them with images.to('{device}')"
-                )
+        chunks = as_batch(images, f"{self.name}: images", self.device)
         need_grad = torch.is_grad_enabled() and any(c.requires_grad for c in chunks)
         with nullcontext() if need_grad else torch.inference_mode():
             pixels = torch.cat([self.preprocess(c.float()) for c in chunks]).to(self.dtype)

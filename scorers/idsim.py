@@ -101,6 +101,13 @@ class IdSimHead(nn.Module):
         return head
 
 
+def check_options(name: str, mode: str, patch_distance: str) -> None:
+    if mode not in ("cls", "patch", "joint"):
+        raise ValueError(f"{name}: mode must be 'cls', 'patch' or 'joint', got {mode!r}")
+    if patch_distance not in ("pooled", "sinkhorn"):
+        raise ValueError(f"{name}: patch_distance must be 'pooled' or 'sinkhorn', got {patch_distance!r}")
+
+
 def normalize_embedding(e: torch.Tensor) -> torch.Tensor:
     """Centre each embedding over its features, then scale to unit length (official)."""
     centred = e - e.mean(dim=-1, keepdim=True)
@@ -125,10 +132,7 @@ class IdSimScorer(Scorer):
         patch_distance: PatchDistance = "pooled",
     ):
         super().__init__(Preprocess((IMAGE_SIZE, IMAGE_SIZE), None, IMAGENET_MEAN, IMAGENET_STD))
-        if mode not in ("cls", "patch", "joint"):
-            raise ValueError(f"{name}: mode must be 'cls', 'patch' or 'joint', got {mode!r}")
-        if patch_distance not in ("pooled", "sinkhorn"):
-            raise ValueError(f"{name}: patch_distance must be 'pooled' or 'sinkhorn', got {patch_distance!r}")
+        check_options(name, mode, patch_distance)
         self.name = name
         self.backbone, self.mlp_cls, self.mlp_patch = backbone, mlp_cls, mlp_patch
         self.mode, self.patch_distance = mode, patch_distance
@@ -184,6 +188,7 @@ def load_idsim(
     """Build ID-Sim from the official files (see ``Variant`` and ``shared/reference``)."""
     variant = VARIANTS[id_sim_type]
     name = name or f"idsim ({id_sim_type})"
+    check_options(name, mode, patch_distance)  # before any file is read
     heads_dir = locate_heads(variant, weights, name)
     hint = f"ID-Sim heads and adapter: {variant.heads.url}"
     state, path, sizes = read_backbone(variant, backbone, heads_dir, name)

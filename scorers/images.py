@@ -24,8 +24,8 @@ RANGE_TOLERANCE = 1e-4
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
-def to_rgb(images: torch.Tensor, what: str = "images") -> torch.Tensor:
-    """Check one ``[B,C,H,W]`` float tensor and return it with exactly three channels."""
+def to_rgb(images: torch.Tensor, what: str = "images", device: torch.device | None = None) -> torch.Tensor:
+    """Check one ``[B,C,H,W]`` float tensor (on ``device``, if given) and return it with three channels."""
     if not isinstance(images, torch.Tensor):
         raise ImageInputError(f"{what}: expected a torch.Tensor [B,3,H,W], got {type(images).__name__}")
     if images.dim() != 4:
@@ -48,11 +48,14 @@ def to_rgb(images: torch.Tensor, what: str = "images") -> torch.Tensor:
             f"{what}: expected 1 (grey), 2 (grey+alpha), 3 (RGB) or 4 (RGBA) channels in dim 1, got {c} "
             f"(shape {tuple(images.shape)}; channels-last images need .permute(0, 3, 1, 2))"
         )
-    finite = torch.isfinite(images)
+    if device is not None and images.device != device:
+        raise ImageInputError(f"{what} are on {images.device} but the scorer is on {device}; use .to('{device}')")
+    values = images.detach()
+    finite = torch.isfinite(values)
     if not bool(finite.all()):
         bad = int((~finite).sum())
         raise ImageInputError(f"{what}: {bad} value(s) are NaN or infinite")
-    lo, hi = float(images.min()), float(images.max())
+    lo, hi = float(values.min()), float(values.max())
     if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
         raise ImageInputError(
             f"{what}: values must lie in [0, 1], found min {lo:.4g} and max {hi:.4g} "
@@ -65,13 +68,13 @@ def to_rgb(images: torch.Tensor, what: str = "images") -> torch.Tensor:
     return images
 
 
-def as_batch(images: ImageBatch, what: str = "images") -> list[torch.Tensor]:
+def as_batch(images: ImageBatch, what: str = "images", device: torch.device | None = None) -> list[torch.Tensor]:
     """Accept one ``[B,C,H,W]`` tensor or a list of ``[C,H,W]`` / ``[1,C,H,W]`` tensors of any sizes.
 
     Returns a list of checked RGB ``[b,3,H,W]`` chunks, each of one size, in input order.
     """
     if isinstance(images, torch.Tensor):
-        return [to_rgb(images, what)]
+        return [to_rgb(images, what, device)]
     if not isinstance(images, (list, tuple)):
         raise ImageInputError(f"{what}: expected a tensor or a list of tensors, got {type(images).__name__}")
     if len(images) == 0:
@@ -80,7 +83,7 @@ def as_batch(images: ImageBatch, what: str = "images") -> list[torch.Tensor]:
     for i, image in enumerate(images):
         if isinstance(image, torch.Tensor) and image.dim() == 3:
             image = image.unsqueeze(0)
-        chunks.append(to_rgb(image, f"{what}[{i}]"))
+        chunks.append(to_rgb(image, f"{what}[{i}]", device))
     return chunks
 
 
