@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--backbone", help="ID-Sim: backbone .pth file or Hugging Face DINOv2 folder/repo")
     common.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     common.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="weights precision (default fp32)")
-    common.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    common.add_argument("--batch-size", type=int,
+                        help="images per forward pass (default: 8 on a GPU, 1 on the CPU, where batching is slower)")
     common.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
     score = sub.add_parser("score", parents=[common], help="score images against a reference image")
@@ -55,7 +56,7 @@ def embed_files(scorer: Scorer, paths: Sequence[Path], batch_size: int) -> Embed
 
     parts = []
     device = scorer.device
-    with tqdm(total=len(paths), desc="scoring", unit="img", disable=len(paths) <= batch_size, file=sys.stderr) as bar:
+    with tqdm(total=len(paths), desc="scoring", unit="img", disable=len(paths) <= max(batch_size, 4), file=sys.stderr) as bar:
         for start in range(0, len(paths), batch_size):
             chunk = [load_image(p).to(device) for p in paths[start : start + batch_size]]
             parts.append(scorer.embed(chunk))
@@ -95,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:22} {description}")
         return 0
     try:
-        if args.batch_size < 1:
+        if args.batch_size is not None and args.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
         if args.command == "rank":
             paths = list_images(args.folder)
@@ -108,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scorer = load_scorer(args.metric, weights=args.weights, device=args.device, dtype=args.dtype,
                              **scorer_options(args))
         with torch.inference_mode():
-            rows = results(scorer, args.reference, paths, args.batch_size)
+            batch_size = args.batch_size or (8 if scorer.device.type == "cuda" else 1)
+            rows = results(scorer, args.reference, paths, batch_size)
     except (WeightsError, ImageInputError, ValueError, TypeError) as error:
         print(f"idguide: error: {error}", file=sys.stderr)
         return 2
