@@ -127,7 +127,7 @@ def test_unknown_scorer_and_option():
     with pytest.raises(TypeError, match="scorer 'nearid' has no option 'mode'; it takes no options"):
         idguide.load_scorer("nearid", mode="cls")
     with pytest.raises(ValueError, match="mode must be 'cls', 'patch' or 'joint'"):
-        idguide.load_scorer("idsim-dinov3-vitl16", weights="/nonexistent/x", mode="bogus")
+        idguide.load_scorer("idsim-dinov3-vitl16", weights="nonexistent-dir/x", mode="bogus")
 
 
 def test_available_scorers_lists_every_name():
