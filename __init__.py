@@ -15,16 +15,33 @@ from .scorers import (
     load_scorer,
 )
 
+from .guidance import BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised
+
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # diffusers is optional: imported only when the callback is asked for.
+    if name == "IdentityGuidanceCallback":
+        from .guidance.diffusers_callback import IdentityGuidanceCallback
+
+        return IdentityGuidanceCallback
+    raise AttributeError(f"module 'idguide' has no attribute {name!r}")
+
 __all__ = [
+    "BestOfN",
     "Embedding",
+    "GuidanceSettings",
+    "IdentityGuidanceCallback",
+    "IdentityLoss",
     "ImageInputError",
     "Scorer",
     "WeightsError",
     "__version__",
     "add_search_path",
     "available_scorers",
+    "best_of_n",
+    "guided_denoised",
     "load_image",
     "load_scorer",
 ]

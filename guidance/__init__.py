@@ -1,0 +1,26 @@
+"""Identity guidance (pure torch core; the diffusers adapter imports diffusers lazily)."""
+
+from .best_of_n import BestOfN, Sample, best_of_n
+from .decode import VaeDecoder
+from .loss import IdentityLoss
+from .step import GuidanceSettings, guided_denoised, noise_fraction
+
+__all__ = [
+    "BestOfN",
+    "GuidanceSettings",
+    "IdentityGuidanceCallback",
+    "IdentityLoss",
+    "Sample",
+    "VaeDecoder",
+    "best_of_n",
+    "guided_denoised",
+    "noise_fraction",
+]
+
+
+def __getattr__(name):
+    if name == "IdentityGuidanceCallback":
+        from .diffusers_callback import IdentityGuidanceCallback
+
+        return IdentityGuidanceCallback
+    raise AttributeError(name)

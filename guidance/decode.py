@@ -1,0 +1,49 @@
+"""Differentiable latent → image decoding for the guidance step.
+
+Any callable ``latents → [B,3,H,W] in [0, 1]`` works (a tiny autoencoder for speed, say);
+``VaeDecoder`` wraps a diffusers ``AutoencoderKL`` the way the pipelines decode.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+class VaeDecoder:
+    """``vae.decode(latents / scaling + shift)`` mapped to [0, 1], optionally at reduced size.
+
+    ``decode_size`` (pixels, longer side) shrinks the latent before decoding: the VAE's
+    activations kept for the backward pass scale with the area, so this bounds memory.
+    ``unpack`` turns packed latents (Flux) into ``[B,C,h,w]`` first.
+    """
+
+    def __init__(
+        self,
+        vae: torch.nn.Module,
+        decode_size: int | None = None,
+        unpack: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        scale_factor: int | None = None,
+    ):
+        self.vae = vae
+        config = vae.config
+        self.scaling = float(config.scaling_factor)
+        self.shift = float(getattr(config, "shift_factor", None) or 0.0)
+        self.scale_factor = scale_factor or 2 ** (len(config.block_out_channels) - 1)
+        self.decode_size = decode_size
+        self.unpack = unpack
+
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.unpack is not None:
+            latents = self.unpack(latents)
+        if self.decode_size is not None:
+            h, w = latents.shape[-2:]
+            longest = max(h, w) * self.scale_factor
+            if longest > self.decode_size:
+                size = (max(1, round(h * self.decode_size / longest)), max(1, round(w * self.decode_size / longest)))
+                latents = F.interpolate(latents, size=size, mode="bilinear", align_corners=False, antialias=True)
+        dtype = next(self.vae.parameters()).dtype
+        images = self.vae.decode((latents / self.scaling + self.shift).to(dtype)).sample
+        return (images.float() / 2 + 0.5).clamp(0, 1)

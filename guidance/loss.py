@@ -1,0 +1,34 @@
+"""The identity loss: how far decoded images are from a reference identity."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from ..scorers import Embedding, Scorer
+from ..scorers.base import EmbeddingOrImages
+
+ReferenceMode = Literal["mean", "best"]
+
+
+class IdentityLoss:
+    """Scorer distance (``1 - similarity``) of images to one identity shown by one or more references.
+
+    The references are embedded once, here. With several references, ``"mean"`` averages the
+    distance over them (match the identity as a whole) and ``"best"`` takes the closest one
+    (match any view). Differentiable in the images.
+    """
+
+    def __init__(self, scorer: Scorer, reference: EmbeddingOrImages, reference_mode: ReferenceMode = "mean"):
+        if reference_mode not in ("mean", "best"):
+            raise ValueError(f"reference_mode must be 'mean' or 'best', got {reference_mode!r}")
+        self.scorer = scorer
+        self.reference: Embedding = scorer.as_embedding(reference).detach()
+        self.reference_mode = reference_mode
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image loss ``[B]`` for ``[B,3,H,W]`` RGB in [0, 1]."""
+        similarity = self.scorer.similarity_matrix(self.scorer.embed(images), self.reference)  # [B, R]
+        distance = 1.0 - similarity
+        return distance.mean(dim=1) if self.reference_mode == "mean" else distance.min(dim=1).values

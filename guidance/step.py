@@ -1,0 +1,100 @@
+"""One identity-guidance step on the model's clean estimate (x̂0, "denoised").
+
+Training-free guidance in the line of Universal Guidance (Bansal et al., 2023) and FreeDoM
+(Yu et al., 2023): differentiate a loss on the decoded clean estimate and move the estimate
+against the gradient. The update, for a clean latent estimate x̂0 at noise level t::
+
+    g    = ∇_{x̂0} L(decode(x̂0))          identity loss through the decoder and the scorer
+    ĝ    = g / rms(g)                       per sample, so ``scale`` is in latent units
+    ĝ    = clamp(ĝ, -clip, clip)            optional, tames outlier pixels
+    x̂0' = x̂0 - scale · w_t · ĝ,   w_t = σ_t² / (s_t² + σ_t²)
+
+where x_t = s_t·x0 + σ_t·ε (w_t = 1 - ᾱ_t for VP models, σ²/(1+σ²) for EDM sigmas,
+σ²/((1-σ)²+σ²) for rectified flow): strong while the estimate is blurry, fading as it
+sharpens — Universal Guidance's √(1-ᾱ_t) on ε, mapped to x̂0. ``inner_steps`` repeats the
+update from the new estimate. A non-finite loss or gradient skips the step with a warning
+and returns the input unchanged; scale 0 or a step outside the window never runs a decoder.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+Decode = Callable[[torch.Tensor], torch.Tensor]  # latents → [B,3,H,W] RGB in [0, 1]
+Loss = Callable[[torch.Tensor], torch.Tensor]  # images → per-image loss [B]
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """``scale``: step size (0 = off). ``start``/``end``: the guided part of the schedule, as
+    fractions of the steps. ``every``: guide every k-th step. ``inner_steps``: updates per
+    guided step. ``clip``: clamp of the normalised gradient (``None`` = off)."""
+
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 0.5
+    every: int = 1
+    inner_steps: int = 1
+    clip: float | None = 3.0
+
+    def __post_init__(self):
+        if not math.isfinite(self.scale):
+            raise ValueError(f"scale must be a finite number, got {self.scale}")
+        if not 0.0 <= self.start <= self.end <= 1.0:
+            raise ValueError(f"need 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
+        if self.every < 1 or self.inner_steps < 1:
+            raise ValueError(f"every and inner_steps must be >= 1, got {self.every} and {self.inner_steps}")
+        if self.clip is not None and self.clip <= 0:
+            raise ValueError(f"clip must be positive or None, got {self.clip}")
+
+    def active(self, step_index: int, num_steps: int) -> bool:
+        """Whether step ``step_index`` (0-based) of ``num_steps`` is guided."""
+        if self.scale == 0 or num_steps <= 0:
+            return False
+        fraction = step_index / num_steps
+        return self.start <= fraction < self.end and step_index % self.every == 0
+
+
+def noise_fraction(signal: float, noise: float) -> float:
+    """w_t = σ² / (s² + σ²) for x_t = s·x0 + σ·ε: 1 at pure noise, 0 when clean."""
+    return noise * noise / (signal * signal + noise * noise)
+
+
+def guided_denoised(
+    denoised: torch.Tensor,
+    decode: Decode,
+    loss: Loss,
+    weight: float,
+    settings: GuidanceSettings,
+) -> torch.Tensor:
+    """Return the guided clean estimate (see the module docstring for the rule).
+
+    Works under ``torch.inference_mode`` and ``torch.no_grad`` callers (ComfyUI, diffusers):
+    the gradient is computed on a normal-tensor copy. Nothing of the graph outlives the call.
+    """
+    if settings.scale == 0 or weight == 0:
+        return denoised
+    with torch.inference_mode(False), torch.enable_grad():
+        x = denoised.detach().clone()
+        for _ in range(settings.inner_steps):
+            x.requires_grad_(True)
+            value = loss(decode(x)).sum()
+            if not torch.isfinite(value):
+                warnings.warn(f"identity guidance: loss is {value.item()}, step skipped", RuntimeWarning, stacklevel=2)
+                return denoised
+            (grad,) = torch.autograd.grad(value, x)
+            if not torch.isfinite(grad).all():
+                warnings.warn("identity guidance: non-finite gradient, step skipped", RuntimeWarning, stacklevel=2)
+                return denoised
+            dims = tuple(range(1, grad.dim()))
+            rms = grad.pow(2).mean(dim=dims, keepdim=True).sqrt()
+            step = grad / rms.clamp_min(1e-12)
+            if settings.clip is not None:
+                step = step.clamp(-settings.clip, settings.clip)
+            x = (x - settings.scale * weight * step).detach()
+    return x.to(denoised.dtype)

@@ -1,0 +1,179 @@
+"""Identity guidance in real (tiny) diffusers pipelines of every supported family."""
+
+import gc
+import warnings
+
+import pytest
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from pipelines import CALL, FAMILIES, PROMPT
+
+import idguide
+from idguide import IdentityGuidanceCallback
+
+from conftest import EXAMPLES
+
+SEEDS = [0, 1, 2, 3]
+GUIDE = dict(scale=2.0, start=0.0, end=1.0, inner_steps=2, decode_size=64)
+
+
+@pytest.fixture(scope="module")
+def scorer(weights_root):
+    return idguide.load_scorer("nearid", weights=weights_root / "nearid-siglip2")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return idguide.load_image(EXAMPLES / "reference.jpg")[None]
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request, tmp_path_factory):
+    return request.param, FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
+
+
+def generate(pipe, name, seed, callback=None):
+    kwargs = dict(CALL[name])
+    if callback is not None:
+        kwargs.update(callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"])
+    return pipe(PROMPT, generator=torch.Generator().manual_seed(seed), output_type="pt", **kwargs).images
+
+
+def test_guidance_raises_identity_on_every_seed(family, scorer, reference, capsys):
+    name, pipe = family
+    ref = scorer.embed(reference)
+    cb = IdentityGuidanceCallback(scorer, ref, **GUIDE)
+    gains = []
+    for seed in SEEDS:
+        plain = scorer.score(ref, generate(pipe, name, seed)).item()
+        guided = scorer.score(ref, generate(pipe, name, seed, cb)).item()
+        gains.append(guided - plain)
+    with capsys.disabled():
+        print(f"\n[{name}] similarity gain per seed: {', '.join(f'{g:+.4f}' for g in gains)}")
+    assert all(g > 0 for g in gains), gains
+    assert pipe.scheduler.__dict__.get("step") is None  # the recorder is gone after the run
+
+
+def test_scale_zero_is_bit_identical(family, scorer, reference):
+    name, pipe = family
+    cb = IdentityGuidanceCallback(scorer, reference, **{**GUIDE, "scale": 0.0})
+    assert torch.equal(generate(pipe, name, 5, cb), generate(pipe, name, 5))
+
+
+def test_outside_window_is_bit_identical(family, scorer, reference):
+    name, pipe = family
+    cb = IdentityGuidanceCallback(scorer, reference, **{**GUIDE, "start": 0.0, "end": 0.1})  # only step 0
+    assert torch.equal(generate(pipe, name, 6, cb), generate(pipe, name, 6))
+
+
+def test_nan_loss_skips_steps_and_keeps_run_finite(family, scorer, reference):
+    name, pipe = family
+    cb = IdentityGuidanceCallback(scorer, reference, **GUIDE)
+    cb.loss = lambda images: images.sum(dim=(1, 2, 3)) * float("nan")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nan_run = generate(pipe, name, 7, cb)
+    assert torch.isfinite(nan_run).all()
+    assert torch.equal(nan_run, generate(pipe, name, 7))
+    assert any("step skipped" in str(w.message) for w in caught)
+
+
+class TensorCount(PipelineCallback):
+    """Counts live tensors after each step (run after the guidance callback)."""
+
+    tensor_inputs = ["latents"]
+
+    def __init__(self):
+        super().__init__()
+        self.counts = []
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        gc.collect()
+        self.counts.append(sum(1 for o in gc.get_objects() if isinstance(o, torch.Tensor)))
+        return callback_kwargs
+
+
+def test_composes_with_multi_callbacks_and_memory_is_flat(family, scorer, reference):
+    name, pipe = family
+    counter = TensorCount()
+    callbacks = MultiPipelineCallbacks([IdentityGuidanceCallback(scorer, reference, **GUIDE), counter])
+    images = generate(pipe, name, 8, callbacks)
+    assert torch.isfinite(images).all()
+    steady = counter.counts[2:]
+    assert max(steady) - min(steady) <= 2, counter.counts  # nothing accumulates across steps
+
+
+def test_unsupported_pipeline_and_scheduler(tmp_path, scorer, reference):
+    from diffusers import HeunDiscreteScheduler
+
+    from pipelines import sd15
+
+    cb = IdentityGuidanceCallback(scorer, reference, **GUIDE)
+    with pytest.raises(TypeError, match="supports StableDiffusionPipeline"):
+        cb(object(), 0, 0, {"latents": torch.zeros(1)})
+    pipe = sd15(tmp_path, scheduler=HeunDiscreteScheduler())
+    with pytest.raises(TypeError, match="supports the schedulers .*got HeunDiscreteScheduler"):
+        generate(pipe, "sd15", 0, cb)
+
+
+@pytest.mark.parametrize("scheduler_name", ["ddpm_v", "euler_ancestral", "dpm"])
+def test_other_schedulers_and_predictions(scheduler_name, tmp_path, scorer, reference):
+    """epsilon and v-prediction, ancestral and multistep schedulers on SD1.5."""
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+
+    from pipelines import sd15
+
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    scheduler = {
+        "ddpm_v": lambda: DDPMScheduler(**common, prediction_type="v_prediction"),
+        "euler_ancestral": lambda: EulerAncestralDiscreteScheduler(**common),
+        "dpm": lambda: DPMSolverMultistepScheduler(**common),
+    }[scheduler_name]()
+    pipe = sd15(tmp_path, scheduler=scheduler)
+    ref = scorer.embed(reference)
+    cb = IdentityGuidanceCallback(scorer, ref, **GUIDE)
+    plain = scorer.score(ref, generate(pipe, "sd15", 0)).item()
+    guided = scorer.score(ref, generate(pipe, "sd15", 0, cb)).item()
+    assert guided > plain
+
+
+def test_config_describes_the_callback(scorer, reference):
+    cb = IdentityGuidanceCallback(scorer, reference, scale=1.5, every=2)
+    assert cb.config.scale == 1.5 and cb.config.every == 2 and cb.config.scorer == "nearid"
+
+
+def test_custom_decoder_and_several_references(tmp_path, scorer, reference):
+    """Any differentiable callable can decode; several references of one identity are allowed."""
+    from pipelines import sd15
+
+    pipe = sd15(tmp_path)
+    calls = []
+
+    def tiny_decoder(latents):  # a fixed linear map from latents to RGB, like a tiny autoencoder
+        calls.append(latents.shape)
+        rgb = torch.nn.functional.conv2d(latents, torch.full((3, 4, 1, 1), 0.25))
+        return torch.sigmoid(torch.nn.functional.interpolate(rgb, scale_factor=2.0))
+
+    refs = torch.cat([reference, reference.flip(-1)])
+    cb = IdentityGuidanceCallback(scorer, refs, decoder=tiny_decoder, reference_mode="best", **GUIDE)
+    guided = generate(pipe, "sd15", 0, cb)
+    assert calls and torch.isfinite(guided).all() and not torch.equal(guided, generate(pipe, "sd15", 0))
+
+
+def test_guided_denoised_core_rule():
+    """The documented update: x0 - scale * w * clamp(g / rms(g))."""
+    from idguide.guidance import GuidanceSettings, guided_denoised
+
+    x0 = torch.randn(2, 4, 8, 8)
+    target = torch.randn(2, 4, 8, 8)
+    loss = lambda images: ((images - target) ** 2).flatten(1).sum(1)  # noqa: E731
+    settings = GuidanceSettings(scale=0.3, clip=None)
+    out = guided_denoised(x0, lambda z: z, loss, 0.5, settings)
+    g = 2 * (x0 - target)
+    expected = x0 - 0.3 * 0.5 * g / g.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    assert torch.allclose(out, expected, atol=1e-6)
+    with torch.inference_mode():  # as ComfyUI calls it
+        assert torch.allclose(guided_denoised(x0.clone(), lambda z: z, loss, 0.5, settings), expected, atol=1e-6)
+    assert guided_denoised(x0, lambda z: z, loss, 0.5, GuidanceSettings(scale=0.0)) is x0
+    with pytest.raises(ValueError, match="start <= end"):
+        GuidanceSettings(start=0.8, end=0.2)
