@@ -13,46 +13,16 @@ from __future__ import annotations
 
 import argparse
 import resource
-import time
 
 import torch
 
-from idguide.scorers.dino import DinoConfig, DinoViT
-from idguide.scorers.idsim import IMAGE_SIZE, IdSimHead, IdSimScorer
+from common import random_idsim, timed
 
-ARCHS = {  # dim, depth (heads are 64-d), DINOv3: patch 16, 4 registers, RoPE
-    "vitb16": (768, 12),
-    "vitl16": (1024, 24),
-}
-
-
-def build(arch: str, device: str, dtype: torch.dtype) -> IdSimScorer:
-    dim, depth = ARCHS[arch]
-    cfg = DinoConfig(dim=dim, depth=depth, heads=dim // 64, patch=16, mlp_hidden=4 * dim, registers=4, rope=True,
-                     pos_grid=0, eps=1e-5, k_bias_mask=True)
-    vit = DinoViT(cfg)
-    with torch.no_grad():
-        vit.rope_embed.periods.copy_(100.0 ** (2 * torch.arange(16) / 32))
-        for p in vit.parameters():
-            p.normal_(0, 0.02)
-    heads = [IdSimHead(dim, 512, torch.Size([])) for _ in range(2)]
-    scorer = IdSimScorer(f"idsim-dinov3-{arch}", vit, *heads)
-    return scorer.requires_grad_(False).to(device=device, dtype=dtype).eval()
-
-
-def timed(fn, device: str) -> float:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
+from idguide.scorers.idsim import IMAGE_SIZE
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", choices=ARCHS, default="vitb16")
+    parser.add_argument("--arch", choices=["vitb16", "vitl16"], default="vitb16")
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--batch-size", type=int, help="default: 8 on a GPU, 1 on the CPU (measured faster there)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -63,7 +33,7 @@ def main() -> None:
     device = args.device
 
     torch.manual_seed(0)
-    scorer = build(args.arch, device, dtype)
+    scorer = random_idsim(f"dinov3-{args.arch}", device, dtype)
     reference = torch.rand(1, 3, 512, 512, device=device)
     candidates = torch.rand(args.n, 3, 512, 512, device=device)
     pixels = scorer.preprocess(candidates).to(dtype)
