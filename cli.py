@@ -13,6 +13,7 @@ import torch
 from .scorers import Embedding, ImageInputError, Scorer, WeightsError, available_scorers, load_image, load_scorer
 from .scorers.idsim import IdSimScorer
 from .scorers.images import list_images
+from .scorers.ranking import rank
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,15 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"idguide: error: {error}", file=sys.stderr)
         return 2
     if args.command == "rank":
-        rows.sort(key=lambda r: r["similarity"], reverse=True)
-        for i, row in enumerate(rows, 1):
-            row["rank"] = i
-        if args.threshold is not None:
-            rows = [r for r in rows if r["similarity"] >= args.threshold]
-        if args.top_k is not None:
-            rows = rows[: args.top_k]
-        if not rows:
-            print(f"idguide: no image reached similarity {args.threshold}", file=sys.stderr)
+        scores = [r["similarity"] for r in rows]
+        for position, i in enumerate(rank(scores).kept, 1):  # ranks count every image
+            rows[i]["rank"] = position
+        try:
+            rows = [rows[i] for i in rank(scores, args.top_k, args.threshold, on_empty="error").kept]
+        except ValueError as error:
+            print(f"idguide: {error}", file=sys.stderr)
+            return 1
     print_rows(rows, args.json, ranked=args.command == "rank")
     return 0
 

@@ -47,7 +47,7 @@ def test_rank_top_k_and_threshold(capsys, weights_root):
     _, out, _ = run(capsys, *args, "--threshold", cut, REFERENCE, CANDIDATES)
     assert [json.loads(line)["path"] for line in out.splitlines()] == [r["path"] for r in everything[:3]]
     code, out, err = run(capsys, *args, "--threshold", 2.0, REFERENCE, CANDIDATES)
-    assert code == 0 and out == "" and "no image reached similarity 2.0" in err
+    assert code == 1 and out == "" and "no image reached the threshold 2.0 (best score" in err
 
 
 def test_score_table_keeps_argument_order(capsys, weights_root):

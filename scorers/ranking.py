@@ -1,0 +1,44 @@
+"""Ranking and filtering by score, and the one readable scale scores are shown on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+OnEmpty = Literal["keep_best", "error"]
+
+
+def readable(similarity: float) -> float:
+    """Scores for people: ``100 × similarity`` (DreamBench++'s convention for cosine metrics;
+    for ID-Sim ``100 × (1 - distance)``). 100 = identical; higher = same identity more likely."""
+    return 100.0 * similarity
+
+
+@dataclass(frozen=True)
+class Ranking:
+    kept: list[int]  # indices into the input, best first
+    rejected: list[int]  # the others, best first
+
+
+def rank(
+    scores: Sequence[float], top_k: int | None = None, threshold: float | None = None, on_empty: OnEmpty = "keep_best"
+) -> Ranking:
+    """Sort by score (descending, stable), keep those ``>= threshold``, then the first ``top_k``.
+
+    When nothing passes: ``keep_best`` keeps the single best; ``error`` raises ``ValueError``.
+    """
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if on_empty not in ("keep_best", "error"):
+        raise ValueError(f"on_empty must be 'keep_best' or 'error', got {on_empty!r}")
+    order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
+    kept = [i for i in order if threshold is None or scores[i] >= threshold]
+    if top_k is not None:
+        kept = kept[:top_k]
+    if not kept and order:
+        if on_empty == "error":
+            best = scores[order[0]]
+            raise ValueError(f"no image reached the threshold {threshold} (best score {best:.4f})")
+        kept = order[:1]
+    chosen = set(kept)
+    return Ranking(kept, [i for i in order if i not in chosen])
