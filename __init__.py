@@ -20,6 +20,13 @@ from .guidance import BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided
 __version__ = "0.1.0"
 
 
+async def comfy_entrypoint():
+    """ComfyUI's V3 entry point (only called inside ComfyUI; the library never imports it)."""
+    from .nodes import IDGuideExtension
+
+    return IDGuideExtension()
+
+
 def __getattr__(name):
     # diffusers is optional: imported only when the callback is asked for.
     if name == "IdentityGuidanceCallback":

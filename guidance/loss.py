@@ -27,8 +27,11 @@ class IdentityLoss:
         self.reference: Embedding = scorer.as_embedding(reference).detach()
         self.reference_mode = reference_mode
 
+    def similarity(self, embedding: Embedding) -> torch.Tensor:
+        """Per-image similarity ``[B]`` to the identity (mean over references, or the best one)."""
+        matrix = self.scorer.similarity_matrix(embedding, self.reference.to(embedding.device))  # [B, R]
+        return matrix.mean(dim=1) if self.reference_mode == "mean" else matrix.max(dim=1).values
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """Per-image loss ``[B]`` for ``[B,3,H,W]`` RGB in [0, 1]."""
-        similarity = self.scorer.similarity_matrix(self.scorer.embed(images), self.reference)  # [B, R]
-        distance = 1.0 - similarity
-        return distance.mean(dim=1) if self.reference_mode == "mean" else distance.min(dim=1).values
+        """Per-image loss ``[B]`` (``1 - similarity``) for ``[B,3,H,W]`` RGB in [0, 1]."""
+        return 1.0 - self.similarity(self.scorer.embed(images))

@@ -1,0 +1,14 @@
+"""ComfyUI nodes: the only package that imports ComfyUI. Thin classes over scorers/ and guidance/."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .images import LoadImageFolder
+from .score import IdentityRank, IdentityScore
+from .scorer import IdentityReferenceNode, LoadIdentityScorer
+
+NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder]
+
+
+class IDGuideExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES

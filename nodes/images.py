@@ -1,0 +1,46 @@
+"""Identity Load Image Folder: the images of a folder inside ComfyUI's input directory."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import io
+
+from ..scorers.images import list_images, load_image
+
+
+class LoadImageFolder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideLoadImageFolder",
+            display_name="Identity Load Image Folder",
+            category="idguide",
+            description="Loads every image of a folder in ComfyUI's input directory as one batch, each "
+                        "resized to size×size (the square resize ID-Sim and NearID apply anyway).",
+            inputs=[
+                io.String.Input("folder", default="candidates", tooltip="a folder inside ComfyUI's input directory"),
+                io.Int.Input("size", default=512, min=64, max=2048, step=8),
+            ],
+            outputs=[io.Image.Output(display_name="images"),
+                     io.String.Output(display_name="names", is_output_list=True)],
+        )
+
+    @classmethod
+    def execute(cls, folder, size) -> io.NodeOutput:
+        import folder_paths
+
+        root = os.path.realpath(folder_paths.get_input_directory())
+        path = os.path.realpath(os.path.join(root, folder))
+        if os.path.commonpath([path, root]) != root:
+            raise ValueError(f"Identity Load Image Folder: '{folder}' is outside the input directory")
+        if not os.path.isdir(path):
+            raise ValueError(f"Identity Load Image Folder: no folder '{folder}' in {root}")
+        files = list_images(path)
+        if not files:
+            raise ValueError(f"Identity Load Image Folder: '{folder}' holds no images")
+        images = [F.interpolate(load_image(f)[None], size=(size, size), mode="bicubic", antialias=True).clamp(0, 1)
+                  for f in files]
+        return io.NodeOutput(torch.cat(images).movedim(1, -1), [f.name for f in files])

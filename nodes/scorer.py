@@ -1,0 +1,72 @@
+"""Load Identity Scorer and Identity Reference."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..guidance import IdentityLoss
+from ..scorers import available_scorers
+from .common import ReferenceSocket, ScorerSocket, cached_scorer, resolve_weights, to_bchw, weight_choices
+
+
+class LoadIdentityScorer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideLoadScorer",
+            display_name="Load Identity Scorer",
+            category="idguide",
+            description="Loads an identity metric (NearID, ID-Sim, CLIP-I, DINO-I, SigLIP2). Cached.",
+            inputs=[
+                io.Combo.Input("scorer", options=list(available_scorers()), default="nearid",
+                               tooltip="the metric; see the README for what each one measures"),
+                io.Combo.Input("weights", options=weight_choices(), default=weight_choices()[0],
+                               tooltip="a folder in models/idguide, or the official source"),
+                io.Combo.Input("mode", options=["cls", "patch", "joint"], default="cls",
+                               tooltip="ID-Sim only: cls (the paper's metric), patch or joint"),
+                io.Combo.Input("precision", options=["fp32", "bf16", "fp16"], default="fp32"),
+            ],
+            outputs=[ScorerSocket.Output(display_name="scorer")],
+        )
+
+    @classmethod
+    def execute(cls, scorer, weights, mode, precision) -> io.NodeOutput:
+        import comfy.model_management as mm
+
+        options = (("mode", mode),) if scorer.startswith("idsim") else ()
+        device = str(mm.get_torch_device())
+        return io.NodeOutput(cached_scorer(scorer, resolve_weights("Load Identity Scorer", weights), options,
+                                           precision, device))
+
+
+class IdentityReferenceNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideReference",
+            display_name="Identity Reference",
+            category="idguide",
+            description="Embeds one or more reference images of one identity once, for every downstream node.",
+            inputs=[
+                ScorerSocket.Input("scorer"),
+                io.Image.Input("images", tooltip="one or more views of the identity"),
+                io.Combo.Input("reference_mode", options=["mean", "best"], default="mean",
+                               tooltip="several references: average over them, or match the closest one"),
+                io.Mask.Input("mask", optional=True, tooltip="keep only the subject: outside is set to grey"),
+            ],
+            outputs=[ReferenceSocket.Output(display_name="reference")],
+        )
+
+    @classmethod
+    def execute(cls, scorer, images, reference_mode, mask=None) -> io.NodeOutput:
+        pixels = to_bchw(images, "Identity Reference")
+        if mask is not None:
+            m = mask if mask.dim() == 3 else mask[None]
+            if m.shape[-2:] != pixels.shape[-2:]:
+                raise ValueError(f"Identity Reference: mask {tuple(m.shape[-2:])} and images "
+                                 f"{tuple(pixels.shape[-2:])} differ in size")
+            m = m[:, None].to(pixels)
+            pixels = pixels * m + 0.5 * (1 - m)
+        with torch.inference_mode(False):
+            return io.NodeOutput(IdentityLoss(scorer, pixels.clone().to(scorer.device), reference_mode))
