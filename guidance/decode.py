@@ -38,12 +38,22 @@ class VaeDecoder:
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         if self.unpack is not None:
             latents = self.unpack(latents)
-        if self.decode_size is not None:
-            h, w = latents.shape[-2:]
-            longest = max(h, w) * self.scale_factor
-            if longest > self.decode_size:
-                size = (max(1, round(h * self.decode_size / longest)), max(1, round(w * self.decode_size / longest)))
-                latents = F.interpolate(latents, size=size, mode="bilinear", align_corners=False, antialias=True)
+        latents = shrink_latents(latents, self.decode_size, self.scale_factor)
         dtype = next(self.vae.parameters()).dtype
         images = self.vae.decode((latents / self.scaling + self.shift).to(dtype)).sample
         return (images.float() / 2 + 0.5).clamp(0, 1)
+
+
+def shrink_latents(latents: torch.Tensor, decode_size: int | None, scale_factor: int) -> torch.Tensor:
+    """Shrink ``[B,C,h,w]`` latents so the decoded image's longer side is at most ``decode_size``.
+
+    The VAE's activations kept for the backward pass scale with the area: this bounds memory.
+    """
+    if decode_size is None:
+        return latents
+    h, w = latents.shape[-2:]
+    longest = max(h, w) * scale_factor
+    if longest <= decode_size:
+        return latents
+    size = (max(1, round(h * decode_size / longest)), max(1, round(w * decode_size / longest)))
+    return F.interpolate(latents, size=size, mode="bilinear", align_corners=False, antialias=True)

@@ -2,11 +2,12 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .guidance import IdentityGuidance
 from .images import LoadImageFolder
 from .score import IdentityRank, IdentityScore
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
 
-NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder]
+NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance]
 
 
 class IDGuideExtension(ComfyExtension):

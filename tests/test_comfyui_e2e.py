@@ -5,18 +5,35 @@ import shutil
 from pathlib import Path
 
 import checkpoints
+import numpy as np
 import pytest
 from comfyui_server import REPO, Server
+from PIL import Image
 
 from conftest import EXAMPLES
 
-NODES = ["IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank", "IDGuideLoadImageFolder"]
+def write_tiny_sd15(path: Path) -> None:
+    """ComfyUI's own classes write it, in ComfyUI's Python (see comfyui_checkpoint.py)."""
+    import os
+    import subprocess
+    import sys
+
+    from comfyui_server import comfyui_checkout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    python = os.environ.get("IDGUIDE_COMFYUI_PYTHON", sys.executable)
+    script = Path(__file__).with_name("comfyui_checkpoint.py")
+    subprocess.run([python, str(script), str(comfyui_checkout()), str(path)], check=True, capture_output=True)
+
+
+NODES = ["IDGuideGuidance", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank", "IDGuideLoadImageFolder"]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy")
     checkpoints.write_nearid(base / "models" / "idguide" / "nearid-siglip2")
+    write_tiny_sd15(base / "models" / "checkpoints" / "v1-5-pruned-emaonly-fp16.safetensors")
     (base / "input").mkdir()
     shutil.copy(EXAMPLES / "reference.jpg", base / "input" / "reference.jpg")
     shutil.copytree(EXAMPLES / "candidates", base / "input" / "candidates")
@@ -61,3 +78,28 @@ def test_bad_input_returns_error_and_server_stays_up(server):
 def test_workflow_templates_are_served(server):
     templates = server.get("/workflow_templates")
     assert "rank_folder_api" in templates.get("idguide", [])
+
+
+def saved_pixels(server, history, node):
+    image = history["outputs"][node]["images"][0]
+    path = server.base / "output" / image.get("subfolder", "") / image["filename"]
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+
+
+def guidance_prompt(scale):
+    prompt = load("identity_guidance_api.json")
+    prompt["4"]["inputs"].update(width=256, height=256)
+    for sampler in ("9", "10"):
+        prompt[sampler]["inputs"]["steps"] = 6
+    prompt["8"]["inputs"]["scale"] = scale
+    return prompt
+
+
+def test_guidance_changes_the_image_only_at_nonzero_scale(server):
+    history = server.run(guidance_prompt(4.0), timeout=600)
+    assert history["status"]["status_str"] == "success", history["status"]
+    unguided, guided = saved_pixels(server, history, "13"), saved_pixels(server, history, "14")
+    assert np.abs(guided - unguided).mean() > 0.5  # levels of 255
+    history = server.run(guidance_prompt(0.0), timeout=600)
+    assert history["status"]["status_str"] == "success", history["status"]
+    assert np.array_equal(saved_pixels(server, history, "13"), saved_pixels(server, history, "14"))

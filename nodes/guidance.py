@@ -1,0 +1,116 @@
+"""Identity Guidance: a MODEL patch (post-CFG function) that works with every stock sampler.
+
+Like ComfyUI's PAG / APG patches: clone the model, register one closure. The closure moves
+the CFG result ("denoised", the clean estimate) with ``guidance.guided_denoised``; the
+decoder is a gradient-capable copy of the VAE's decoder (ComfyUI loads weights as
+inference tensors, which cannot take part in a backward pass). Scale 0 returns the model
+untouched, so sampling is bit-identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+
+import torch
+from comfy_api.latest import io
+
+from ..guidance import GuidanceSettings, guided_denoised, noise_fraction
+from ..guidance.decode import shrink_latents
+from .common import ReferenceSocket
+
+_decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+class ComfyVaeDecoder:
+    """latents (VAE space) → [B,3,H,W] in [0, 1], differentiable, at most ``decode_size`` px."""
+
+    def __init__(self, vae, decode_size: int | None):
+        import comfy.model_management as mm
+
+        device = mm.get_torch_device()
+        with torch.inference_mode(False):
+            self.model = copy.deepcopy(vae.first_stage_model).to(device).requires_grad_(False)
+        self.dtype, self.device = vae.vae_dtype, device
+        ratio = vae.downscale_ratio
+        self.ratio = ratio if isinstance(ratio, int) else 8
+        self.process_output = vae.process_output
+        self.decode_size = decode_size
+
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = shrink_latents(latents, self.decode_size, self.ratio)
+        images = self.model.decode(latents.to(self.device, self.dtype))
+        return self.process_output(images.float())
+
+
+def decoder_for(vae, decode_size: int | None) -> ComfyVaeDecoder:
+    per_vae = _decoders.setdefault(vae, {})
+    if decode_size not in per_vae:
+        per_vae[decode_size] = ComfyVaeDecoder(vae, decode_size)
+    return per_vae[decode_size]
+
+
+def step_position(sigmas, sigma: float) -> int | None:
+    """Index of the current sigma in the sampler's schedule (None when the sampler gives none)."""
+    if sigmas is None or len(sigmas) < 2:
+        return None
+    return int(torch.argmin((sigmas.float().cpu() - sigma).abs()))
+
+
+class IdentityGuidance(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideGuidance",
+            display_name="Identity Guidance",
+            category="idguide",
+            description="Steers any sampler toward the reference identity (differentiable identity loss on "
+                        "the decoded clean estimate). Scale 0 leaves the model untouched.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Vae.Input("vae"),
+                ReferenceSocket.Input("reference"),
+                io.Float.Input("scale", default=1.0, min=0.0, max=20.0, step=0.05,
+                               tooltip="step size of the update on the clean latent (0 = off)"),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01),
+                io.Int.Input("every", default=1, min=1, max=100, tooltip="guide every k-th step"),
+                io.Int.Input("inner_steps", default=1, min=1, max=10),
+                io.Int.Input("decode_size", default=512, min=64, max=4096, step=64,
+                             tooltip="decode at most this many pixels (longer side) to bound memory"),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, vae, reference, scale, start_percent, end_percent, every, inner_steps,
+                decode_size) -> io.NodeOutput:
+        if start_percent > end_percent:
+            raise ValueError(f"Identity Guidance: start_percent {start_percent} is after end_percent {end_percent}")
+        if scale == 0:
+            return io.NodeOutput(model)
+        import comfy.model_sampling
+
+        settings = GuidanceSettings(scale=scale, start=start_percent, end=end_percent, every=every,
+                                    inner_steps=inner_steps)
+        decoder = decoder_for(vae, decode_size)
+        sampling = model.get_model_object("model_sampling")
+        sigma_start = float(sampling.percent_to_sigma(start_percent))
+        sigma_end = float(sampling.percent_to_sigma(end_percent))
+        flow = isinstance(sampling, comfy.model_sampling.CONST)
+        m = model.clone()
+
+        def post_cfg_function(args):
+            denoised, base = args["denoised"], args["model"]
+            sigma = float(args["sigma"].flatten()[0])
+            if not (sigma_end < sigma <= sigma_start):
+                return denoised
+            index = step_position(args["model_options"].get("transformer_options", {}).get("sample_sigmas"), sigma)
+            if index is not None and index % every:
+                return denoised
+            weight = noise_fraction(1.0 - sigma if flow else 1.0, sigma)
+            decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
+            return guided_denoised(denoised, decode, reference, weight, settings)
+
+        m.set_model_sampler_post_cfg_function(post_cfg_function)
+        return io.NodeOutput(m)
