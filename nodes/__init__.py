@@ -2,12 +2,14 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .best_of_n import IdentityBestOfN
 from .guidance import IdentityGuidance
 from .images import LoadImageFolder
 from .score import IdentityRank, IdentityScore
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
 
-NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance]
+NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance,
+         IdentityBestOfN]
 
 
 class IDGuideExtension(ComfyExtension):

@@ -26,7 +26,7 @@ def write_tiny_sd15(path: Path) -> None:
     subprocess.run([python, str(script), str(comfyui_checkout()), str(path)], check=True, capture_output=True)
 
 
-NODES = ["IDGuideGuidance", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank", "IDGuideLoadImageFolder"]
+NODES = ["IDGuideGuidance", "IDGuideBestOfN", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank", "IDGuideLoadImageFolder"]
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +103,26 @@ def test_guidance_changes_the_image_only_at_nonzero_scale(server):
     history = server.run(guidance_prompt(0.0), timeout=600)
     assert history["status"]["status_str"] == "success", history["status"]
     assert np.array_equal(saved_pixels(server, history, "13"), saved_pixels(server, history, "14"))
+
+
+def test_best_of_n_keeps_the_best_and_seeds_regenerate(server):
+    prompt = load("best_of_n_api.json")
+    prompt["4"]["inputs"].update(width=256, height=256)
+    prompt["8"]["inputs"].update(n=4, batch_size=2, keep=2, steps=4)
+    history = server.run(prompt, timeout=600)
+    assert history["status"]["status_str"] == "success", history["status"]
+    text = "".join(history["outputs"]["10"]["text"])
+    rows = [line.split() for line in text.splitlines()[1:3]]
+    scores, seeds = [float(r[2]) for r in rows], [int(r[3]) for r in rows]
+    assert scores == sorted(scores, reverse=True) and all(100 <= s < 104 for s in seeds)
+    assert "(4 of 4 sampled)" in text
+    best = saved_pixels(server, history, "9")
+    # The best sample's seed, alone through a plain KSampler, gives the same image.
+    regen = load("identity_guidance_api.json")
+    regen["4"]["inputs"].update(width=256, height=256)
+    regen["9"]["inputs"].update(seed=seeds[0], steps=4)
+    for node in ("5", "6", "7", "8", "10", "12", "14"):
+        del regen[node]
+    history = server.run(regen, timeout=600)
+    assert history["status"]["status_str"] == "success", history["status"]
+    assert np.abs(saved_pixels(server, history, "13") - best).mean() < 1.0

@@ -1,0 +1,86 @@
+"""Identity Best-of-N Sampler: sample N, decode, score each once, keep the K most faithful."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..scorers.ranking import rank, readable
+from .common import ReferenceSocket
+from .score import table
+
+
+class IdentityBestOfN(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        import comfy.samplers
+
+        return io.Schema(
+            node_id="IDGuideBestOfN",
+            display_name="Identity Best-of-N Sampler",
+            category="idguide",
+            description="Samples N images (seed, seed+1, ...; each regenerates alone with KSampler and its seed), "
+                        "scores each once against the reference and returns the K most faithful, best first.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.Latent.Input("latent_image", tooltip="batch size 1: N samples are drawn from it"),
+                io.Vae.Input("vae"),
+                ReferenceSocket.Input("reference"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                io.Int.Input("n", default=8, min=1, max=1024),
+                io.Int.Input("batch_size", default=2, min=1, max=64),
+                io.Int.Input("keep", default=2, min=1, max=1024),
+                io.Float.Input("threshold", default=0.0, min=0.0, max=100.0, step=0.1,
+                               tooltip="stop early once a sample scores this (0-100 scale); 0 = never"),
+                io.Int.Input("steps", default=20, min=1, max=10000),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images"),
+                io.Float.Output(display_name="scores", is_output_list=True),
+                io.Int.Output(display_name="seeds", is_output_list=True),
+                io.String.Output(display_name="table"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent_image, vae, reference, seed, n, batch_size, keep,
+                threshold, steps, cfg, sampler_name, scheduler) -> io.NodeOutput:
+        import comfy.model_management as mm
+        import comfy.sample
+        import comfy.utils
+
+        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
+        if latent.shape[0] != 1:
+            raise ValueError(f"Identity Best-of-N Sampler: latent_image must have batch size 1, got {latent.shape[0]}")
+        bar = comfy.utils.ProgressBar(n)
+        images, scores, seeds = [], [], []
+        for start in range(0, n, batch_size):
+            mm.throw_exception_if_processing_interrupted()
+            batch_seeds = list(range(seed + start, seed + min(start + batch_size, n)))
+            # One noise draw per seed, exactly what KSampler draws for a batch-1 latent with that seed.
+            noise = torch.cat([comfy.sample.prepare_noise(latent, s) for s in batch_seeds])
+            batch = latent.repeat(len(batch_seeds), *([1] * (latent.dim() - 1)))
+            samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
+                                          batch, seed=batch_seeds[0], disable_pbar=True)
+            decoded = vae.decode(samples)  # [b,H,W,3]
+            with torch.inference_mode():
+                pixels = decoded.movedim(-1, 1).to(reference.scorer.device)
+                values = reference.similarity(reference.scorer.embed(pixels)).float().cpu().tolist()
+            images.append(decoded.cpu())
+            scores += [readable(v) for v in values]
+            seeds += batch_seeds
+            bar.update(len(batch_seeds))
+            if threshold and max(scores) >= threshold:
+                break
+        kept = rank(scores, top_k=keep).kept
+        all_images = torch.cat(images)
+        lines = table(scores, kept).splitlines()
+        lines[0] += "   seed"
+        lines[1:] = [f"{line}  {seeds[i]:>5}" for line, i in zip(lines[1:], kept)]
+        return io.NodeOutput(all_images[kept], [scores[i] for i in kept], [seeds[i] for i in kept],
+                             "\n".join(lines) + f"\n({len(scores)} of {n} sampled)")
