@@ -1,0 +1,86 @@
+"""The shipped UI workflows in the real ComfyUI frontend, in headless Chromium.
+
+Skipped without $IDGUIDE_COMFYUI, Playwright (Python) or /usr/bin/chromium. With
+IDGUIDE_WRITE_WORKFLOWS=1 it (re)writes each UI workflow from its API twin through the
+frontend's own converter (``app.loadApiJson`` + ``graph.serialize``).
+"""
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import checkpoints
+import pytest
+from comfyui_server import REPO, Server
+
+from conftest import EXAMPLES
+
+CHROMIUM = "/usr/bin/chromium"
+WORKFLOWS = REPO / "workflows"
+NAMES = ["rank_folder", "best_of_n", "identity_guidance"]
+
+CHECK = """() => {
+  const missing = [], rejected = [];
+  for (const node of window.app.graph._nodes) {
+    if (!window.LiteGraph.registered_node_types[node.type]) missing.push(node.type);
+    for (const w of node.widgets || []) {
+      let values = w.options && w.options.values;
+      if (typeof values === 'function') values = values();
+      if (Array.isArray(values) && !values.includes(w.value)) rejected.push(`${node.type}.${w.name}=${w.value}`);
+    }
+  }
+  return {missing, rejected, count: window.app.graph._nodes.length};
+}"""
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright for Python (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium (apt-get install chromium)")
+    base = tmp_path_factory.mktemp("comfy-ui")
+    checkpoints.write_nearid(base / "models" / "idguide" / "nearid-siglip2")
+    (base / "models" / "checkpoints").mkdir(parents=True)
+    (base / "models" / "checkpoints" / "v1-5-pruned-emaonly-fp16.safetensors").write_bytes(b"")  # listed only
+    (base / "input").mkdir()
+    shutil.copy(EXAMPLES / "reference.jpg", base / "input" / "reference.jpg")
+    server = Server(base)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        tab = browser.new_page(viewport={"width": 2000, "height": 1100})
+        tab.goto(server.url)
+        tab.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=90000)
+        yield tab
+        browser.close()
+    server.stop()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_loads_without_missing_nodes_or_rejected_values(page, name):
+    ui_path = WORKFLOWS / f"{name}.json"
+    if os.environ.get("IDGUIDE_WRITE_WORKFLOWS") or not ui_path.exists():
+        api = json.loads((WORKFLOWS / f"{name}_api.json").read_text())
+        page.evaluate("async ([w, n]) => { await window.app.loadApiJson(w, n); }", [api, name])
+        time.sleep(1)
+        ui = page.evaluate("() => JSON.parse(JSON.stringify(window.app.graph.serialize()))")
+        ui_path.write_text(json.dumps(ui, indent=1) + "\n")
+    workflow = json.loads(ui_path.read_text())
+    page.evaluate("async (w) => { await window.app.loadGraphData(w); }", workflow)
+    time.sleep(1)
+    result = page.evaluate(CHECK)
+    assert result["count"] == len(workflow["nodes"]) > 0
+    assert result["missing"] == [], result
+    assert result["rejected"] == [], result
+    assert page.locator("text=Invalid workflow").count() == 0  # the frontend's schema check
+    page.keyboard.press("Escape")
+    page.mouse.click(800, 900)
+    page.keyboard.press(".")  # fit the view to the graph
+    page.evaluate("() => { const ds = window.app.canvas.ds; ds.scale = Math.max(ds.scale, 0.75); "
+                  "window.app.canvas.setDirty(true, true); }")
+    time.sleep(0.5)
+    (WORKFLOWS / "screenshots").mkdir(exist_ok=True)
+    page.screenshot(path=str(WORKFLOWS / "screenshots" / f"{name}.png"))
