@@ -17,7 +17,7 @@ from comfyui_server import REPO, Server
 
 from conftest import EXAMPLES
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("IDGUIDE_CHROMIUM", "/usr/bin/chromium")  # Debian's package
 WORKFLOWS = REPO / "workflows"
 NAMES = ["rank_folder", "best_of_n", "identity_guidance"]
 
