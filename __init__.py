@@ -28,11 +28,11 @@ async def comfy_entrypoint():
 
 
 def __getattr__(name):
-    # diffusers is optional: imported only when the callback is asked for.
+    # diffusers is imported only when the callback is asked for (keeps `import idguide` light).
     if name == "IdentityGuidanceCallback":
-        from .guidance.diffusers_callback import IdentityGuidanceCallback
+        from . import guidance
 
-        return IdentityGuidanceCallback
+        return guidance.IdentityGuidanceCallback
     raise AttributeError(f"module 'idguide' has no attribute {name!r}")
 
 __all__ = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..scorers.ranking import rank, readable
+from ..scorers.ranking import rank
 from .common import ReferenceSocket
-from .score import table
+from .score import readable_scores, table
 
 
 class IdentityBestOfN(io.ComfyNode):
@@ -68,11 +68,8 @@ class IdentityBestOfN(io.ComfyNode):
             samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
                                           batch, seed=batch_seeds[0], disable_pbar=True)
             decoded = vae.decode(samples)  # [b,H,W,3]
-            with torch.inference_mode():
-                pixels = decoded.movedim(-1, 1).to(reference.scorer.device)
-                values = reference.similarity(reference.scorer.embed(pixels)).float().cpu().tolist()
             images.append(decoded.cpu())
-            scores += [readable(v) for v in values]
+            scores += readable_scores(reference, decoded.movedim(-1, 1))
             seeds += batch_seeds
             bar.update(len(batch_seeds))
             if threshold and max(scores) >= threshold:

@@ -9,20 +9,26 @@ from ..scorers.ranking import rank, readable
 from .common import ReferenceSocket, to_bchw
 
 
+def readable_scores(reference, pixels: torch.Tensor) -> list[float]:
+    """Readable scores (100 × similarity) of ``[B,3,H,W]`` images against an ``ID_REFERENCE``."""
+    with torch.inference_mode():
+        similarity = reference.similarity(reference.scorer.embed(pixels.to(reference.scorer.device)))
+    return [readable(v) for v in similarity.float().cpu().tolist()]
+
+
 def scores_for(node: str, reference, images: torch.Tensor, batch_size: int = 8) -> list[float]:
-    """Readable scores (100 × similarity) of an IMAGE batch, in batches, cancellable, with progress."""
+    """Scores of an IMAGE batch, in batches, cancellable, with progress."""
     import comfy.model_management as mm
     import comfy.utils
 
     pixels = to_bchw(images, node)
     bar = comfy.utils.ProgressBar(pixels.shape[0])
-    values = []
+    scores = []
     for start in range(0, pixels.shape[0], batch_size):
         mm.throw_exception_if_processing_interrupted()
-        chunk = pixels[start : start + batch_size].to(reference.scorer.device)
-        values += reference.similarity(reference.scorer.embed(chunk)).float().cpu().tolist()
-        bar.update(chunk.shape[0])
-    return [readable(v) for v in values]
+        scores += readable_scores(reference, pixels[start : start + batch_size])
+        bar.update(min(batch_size, pixels.shape[0] - start))
+    return scores
 
 
 def table(scores: list[float], order: list[int]) -> str:
