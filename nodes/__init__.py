@@ -5,11 +5,12 @@ from comfy_api.latest import ComfyExtension, io
 from .best_of_n import IdentityBestOfN
 from .guidance import IdentityGuidance
 from .images import LoadImageFolder
+from .maps import IdentitySimilarityMap, IdentitySimilarityMatrix
 from .score import IdentityRank, IdentityScore
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
 
 NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance,
-         IdentityBestOfN]
+         IdentityBestOfN, IdentitySimilarityMap, IdentitySimilarityMatrix]
 
 
 class IDGuideExtension(ComfyExtension):

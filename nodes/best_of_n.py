@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..scorers.ranking import rank
 from .common import ReferenceSocket
-from .score import readable_scores, table
+from .score import scores_for, table
 
 
 class IdentityBestOfN(io.ComfyNode):
@@ -69,7 +69,7 @@ class IdentityBestOfN(io.ComfyNode):
                                           batch, seed=batch_seeds[0], disable_pbar=True)
             decoded = vae.decode(samples)  # [b,H,W,3]
             images.append(decoded.cpu())
-            scores += readable_scores(reference, decoded.movedim(-1, 1))
+            scores += scores_for("Identity Best-of-N Sampler", reference, decoded, progress=False)
             seeds += batch_seeds
             bar.update(len(batch_seeds))
             if threshold and max(scores) >= threshold:

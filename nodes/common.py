@@ -1,4 +1,5 @@
-"""What every IDGuide node shares: the custom socket types, ComfyUI's models folder, caching."""
+"""What every IDGuide node shares: the custom socket types, ComfyUI's models folder, caching,
+and the scorer's place in ComfyUI's memory management."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..scorers import Scorer, add_search_path, load_scorer
+from ..guidance import IdentityLoss
+from ..scorers import Embedding, Scorer, add_search_path, load_scorer
 
 ScorerSocket = io.Custom("ID_SCORER")
 ReferenceSocket = io.Custom("ID_REFERENCE")
@@ -43,12 +45,64 @@ def resolve_weights(node: str, choice: str) -> str | None:
     raise ValueError(f"{node}: weights '{choice}' not found in models/idguide ({', '.join(folder_paths.get_folder_paths('idguide'))})")
 
 
+class ComfyScorer:
+    """An ``ID_SCORER``: a scorer that ComfyUI's model management places and frees like its own
+    models (loaded on the device ComfyUI chose, offloaded when it needs the memory)."""
+
+    def __init__(self, scorer: Scorer):
+        self.patcher = patcher_for(scorer)
+
+    @property
+    def scorer(self) -> Scorer:
+        return self.patcher.model.module
+
+    def load(self) -> Scorer:
+        """The scorer, on ComfyUI's device (loads it back if ComfyUI offloaded it)."""
+        ensure_loaded(self.patcher)
+        return self.scorer
+
+
+def patcher_for(module: torch.nn.Module):
+    """A ComfyUI ModelPatcher over any module (held in a container: the patcher sets ``.device``)."""
+    import comfy.model_management as mm
+    import comfy.model_patcher
+
+    holder = torch.nn.Module()
+    holder.module = module
+    return comfy.model_patcher.ModelPatcher(holder, load_device=mm.get_torch_device(),
+                                            offload_device=mm.unet_offload_device())
+
+
+def ensure_loaded(patcher) -> None:
+    """Load wholly onto the load device (our modules cannot run split across devices, so never
+    ComfyUI's partial low-VRAM load) unless ComfyUI already holds it there."""
+    import comfy.model_management as mm
+
+    device = torch.device(patcher.load_device)
+    held = any(patcher is m or patcher.is_clone(m) for m in mm.loaded_models())
+    if not held or any(p.device != device for p in patcher.model.parameters()):
+        mm.load_models_gpu([patcher], force_full_load=True)
+
+
 @lru_cache(maxsize=4)
-def cached_scorer(name: str, weights: str | None, options: tuple, dtype: str, device: str) -> Scorer:
+def cached_scorer(name: str, weights: str | None, options: tuple, dtype: str) -> ComfyScorer:
     """The same settings never load twice. Built outside inference mode so that guidance can
     back-propagate through the weights (ComfyUI runs nodes under torch.inference_mode)."""
+    import comfy.model_management as mm
+
     with torch.inference_mode(False):
-        return load_scorer(name, weights=weights, device=device, dtype=dtype, **dict(options))
+        scorer = load_scorer(name, weights=weights, device=mm.unet_offload_device(), dtype=dtype, **dict(options))
+    return ComfyScorer(scorer)
+
+
+class ComfyReference(IdentityLoss):
+    """An ``ID_REFERENCE``: the identity loss (references embedded once) plus what the other
+    nodes need: the scorer's ComfyUI handle and the reference pixels (for similarity maps)."""
+
+    def __init__(self, handle: ComfyScorer, pixels: torch.Tensor, reference_mode: str):
+        with torch.inference_mode(False):
+            super().__init__(handle.load(), pixels.clone(), reference_mode)
+        self.handle, self.pixels = handle, pixels.cpu()
 
 
 def to_bchw(images: torch.Tensor, node: str, what: str = "images") -> torch.Tensor:
@@ -57,3 +111,19 @@ def to_bchw(images: torch.Tensor, node: str, what: str = "images") -> torch.Tens
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"{node}: '{what}' must be a non-empty IMAGE batch, got {shape}")
     return images.movedim(-1, 1).float().clamp(0, 1)
+
+
+def embed_all(handle: ComfyScorer, pixels: torch.Tensor, batch_size: int = 8, progress: bool = True) -> Embedding:
+    """Embed ``[B,3,H,W]`` in batches: cancellable from the UI, with a progress bar."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    scorer = handle.load()
+    bar = comfy.utils.ProgressBar(pixels.shape[0]) if progress else None
+    parts = []
+    for start in range(0, pixels.shape[0], batch_size):
+        mm.throw_exception_if_processing_interrupted()
+        parts.append(scorer.embed(pixels[start : start + batch_size].to(scorer.device)))
+        if bar is not None:
+            bar.update(min(batch_size, pixels.shape[0] - start))
+    return Embedding.cat(parts)

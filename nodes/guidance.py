@@ -3,7 +3,8 @@
 Like ComfyUI's PAG / APG patches: clone the model, register one closure. The closure moves
 the CFG result ("denoised", the clean estimate) with ``guidance.guided_denoised``; the
 decoder is a gradient-capable copy of the VAE's decoder (ComfyUI loads weights as
-inference tensors, which cannot take part in a backward pass). Scale 0 returns the model
+inference tensors, which cannot take part in a backward pass). The scorer and that copy are
+additional models of the patched MODEL, so ComfyUI loads and frees them with it. Scale 0 returns the model
 untouched, so sampling is bit-identical.
 """
 
@@ -17,7 +18,7 @@ from comfy_api.latest import io
 
 from ..guidance import GuidanceSettings, guided_denoised, noise_fraction
 from ..guidance.decode import shrink_latents
-from .common import ReferenceSocket
+from .common import ReferenceSocket, ensure_loaded, patcher_for
 
 _decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -26,12 +27,10 @@ class ComfyVaeDecoder:
     """latents (VAE space) → [B,3,H,W] in [0, 1], differentiable, at most ``decode_size`` px."""
 
     def __init__(self, vae, decode_size: int | None):
-        import comfy.model_management as mm
-
-        device = mm.get_torch_device()
         with torch.inference_mode(False):
-            self.model = copy.deepcopy(vae.first_stage_model).to(device).requires_grad_(False)
-        self.dtype, self.device = vae.vae_dtype, device
+            model = copy.deepcopy(vae.first_stage_model).requires_grad_(False)
+        self.patcher = patcher_for(model)  # placed and freed by ComfyUI like the VAE itself
+        self.dtype = vae.vae_dtype
         ratio = vae.downscale_ratio
         self.ratio = ratio if isinstance(ratio, int) else 8
         self.process_output = vae.process_output
@@ -39,7 +38,9 @@ class ComfyVaeDecoder:
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         latents = shrink_latents(latents, self.decode_size, self.ratio)
-        images = self.model.decode(latents.to(self.device, self.dtype))
+        ensure_loaded(self.patcher)
+        model = self.patcher.model.module
+        images = model.decode(latents.to(self.patcher.load_device, self.dtype))
         return self.process_output(images.float())
 
 
@@ -99,6 +100,8 @@ class IdentityGuidance(io.ComfyNode):
         sigma_end = float(sampling.percent_to_sigma(end_percent))
         flow = isinstance(sampling, comfy.model_sampling.CONST)
         m = model.clone()
+        # Loaded with the diffusion model before sampling, so ComfyUI budgets their memory together.
+        m.set_additional_models("idguide", [reference.handle.patcher, decoder.patcher])
 
         def post_cfg_function(args):
             denoised, base = args["denoised"], args["model"]
@@ -110,6 +113,7 @@ class IdentityGuidance(io.ComfyNode):
                 return denoised
             weight = noise_fraction(1.0 - sigma if flow else 1.0, sigma)
             decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
+            reference.handle.load()
             return guided_denoised(denoised, decode, reference, weight, settings)
 
         m.set_model_sampler_post_cfg_function(post_cfg_function)

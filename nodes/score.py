@@ -5,30 +5,17 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from ..evaluation.draw import draw_labels
 from ..scorers.ranking import rank, readable
-from .common import ReferenceSocket, to_bchw
+from .common import ReferenceSocket, embed_all, to_bchw
 
 
-def readable_scores(reference, pixels: torch.Tensor) -> list[float]:
-    """Readable scores (100 × similarity) of ``[B,3,H,W]`` images against an ``ID_REFERENCE``."""
+def scores_for(node: str, reference, images: torch.Tensor, progress: bool = True) -> list[float]:
+    """Readable scores (100 × similarity) of an IMAGE batch against an ``ID_REFERENCE``."""
+    embedding = embed_all(reference.handle, to_bchw(images, node), progress=progress)
     with torch.inference_mode():
-        similarity = reference.similarity(reference.scorer.embed(pixels.to(reference.scorer.device)))
+        similarity = reference.similarity(embedding)
     return [readable(v) for v in similarity.float().cpu().tolist()]
-
-
-def scores_for(node: str, reference, images: torch.Tensor, batch_size: int = 8) -> list[float]:
-    """Scores of an IMAGE batch, in batches, cancellable, with progress."""
-    import comfy.model_management as mm
-    import comfy.utils
-
-    pixels = to_bchw(images, node)
-    bar = comfy.utils.ProgressBar(pixels.shape[0])
-    scores = []
-    for start in range(0, pixels.shape[0], batch_size):
-        mm.throw_exception_if_processing_interrupted()
-        scores += readable_scores(reference, pixels[start : start + batch_size])
-        bar.update(min(batch_size, pixels.shape[0] - start))
-    return scores
 
 
 def table(scores: list[float], order: list[int]) -> str:
@@ -44,16 +31,19 @@ class IdentityScore(io.ComfyNode):
             node_id="IDGuideScore",
             display_name="Identity Score",
             category="idguide",
-            description="Scores each image against the reference on a 0-100 scale (100 × similarity).",
+            description="Scores each image against the reference on a 0-100 scale (100 × similarity; "
+                        "100 = identical) and writes each score onto its image.",
             inputs=[ReferenceSocket.Input("reference"), io.Image.Input("images")],
             outputs=[io.Float.Output(display_name="scores", is_output_list=True),
-                     io.String.Output(display_name="table")],
+                     io.String.Output(display_name="table"),
+                     io.Image.Output(display_name="labelled", tooltip="the images with their score drawn on")],
         )
 
     @classmethod
     def execute(cls, reference, images) -> io.NodeOutput:
         scores = scores_for("Identity Score", reference, images)
-        return io.NodeOutput(scores, table(scores, list(range(len(scores)))))
+        labelled = draw_labels(images.movedim(-1, 1).float(), [f"{s:.1f}" for s in scores]).movedim(1, -1)
+        return io.NodeOutput(scores, table(scores, list(range(len(scores)))), labelled.to(images))
 
 
 class IdentityRank(io.ComfyNode):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
-from ..guidance import IdentityLoss
-from ..scorers import available_scorers
-from .common import ReferenceSocket, ScorerSocket, cached_scorer, resolve_weights, to_bchw, weight_choices
+from ..scorers import WeightsError, available_scorers
+from .common import ComfyReference, ReferenceSocket, ScorerSocket, cached_scorer, resolve_weights, to_bchw, weight_choices
 
 
 class LoadIdentityScorer(io.ComfyNode):
@@ -32,12 +30,12 @@ class LoadIdentityScorer(io.ComfyNode):
 
     @classmethod
     def execute(cls, scorer, weights, mode, precision) -> io.NodeOutput:
-        import comfy.model_management as mm
-
         options = (("mode", mode),) if scorer.startswith("idsim") else ()
-        device = str(mm.get_torch_device())
-        return io.NodeOutput(cached_scorer(scorer, resolve_weights("Load Identity Scorer", weights), options,
-                                           precision, device))
+        try:
+            handle = cached_scorer(scorer, resolve_weights("Load Identity Scorer", weights), options, precision)
+        except WeightsError as error:
+            raise ValueError(f"Load Identity Scorer: weights '{weights}' do not load as {scorer}: {error}") from None
+        return io.NodeOutput(handle)
 
 
 class IdentityReferenceNode(io.ComfyNode):
@@ -63,10 +61,11 @@ class IdentityReferenceNode(io.ComfyNode):
         pixels = to_bchw(images, "Identity Reference")
         if mask is not None:
             m = mask if mask.dim() == 3 else mask[None]
+            if m.shape[0] not in (1, pixels.shape[0]):
+                raise ValueError(f"Identity Reference: {m.shape[0]} masks for {pixels.shape[0]} images")
             if m.shape[-2:] != pixels.shape[-2:]:
                 raise ValueError(f"Identity Reference: mask {tuple(m.shape[-2:])} and images "
                                  f"{tuple(pixels.shape[-2:])} differ in size")
             m = m[:, None].to(pixels)
             pixels = pixels * m + 0.5 * (1 - m)
-        with torch.inference_mode(False):
-            return io.NodeOutput(IdentityLoss(scorer, pixels.clone().to(scorer.device), reference_mode))
+        return io.NodeOutput(ComfyReference(scorer, pixels, reference_mode))

@@ -62,6 +62,29 @@ class Scorer(nn.Module):
             embedding = Embedding(embedding.vector.clone(), patches, embedding.grid)
         return embedding
 
+    def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Model input → patch tokens ``[B, N, D]`` in the scorer's own feature space."""
+        raise NotImplementedError(f"{self.name} gives no patch tokens")
+
+    def patch_tokens(self, images: ImageBatch) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Unit-length patch tokens ``[B, N, D]`` and their ``(rows, cols)`` grid.
+
+        For maps of *where* two images agree (``scorers.maps``); they go through the same
+        preprocessing as ``embed``, so a map covers what the metric sees.
+        """
+        chunks = as_batch(images, f"{self.name}: images", self.device)
+        with torch.inference_mode():
+            pixels = torch.cat([self.preprocess(c.float()) for c in chunks]).to(self.dtype)
+            tokens = F.normalize(self.encode_patches(pixels).float(), dim=-1)
+        rows, cols = pixels.shape[-2] // self.patch_size, pixels.shape[-1] // self.patch_size
+        if tokens.shape[1] != rows * cols:
+            raise ValueError(f"{self.name}: {tokens.shape[1]} patch tokens do not fill a {rows}x{cols} grid")
+        return tokens.clone(), (rows, cols)
+
+    @property
+    def patch_size(self) -> int:
+        raise NotImplementedError(f"{self.name} gives no patch tokens")
+
     def as_embedding(self, x: EmbeddingOrImages) -> Embedding:
         return x if isinstance(x, Embedding) else self.embed(x)
 

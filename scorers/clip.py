@@ -22,6 +22,13 @@ class ClipScorer(Scorer):
     def encode(self, pixels: torch.Tensor) -> Embedding:
         return Embedding(unit(self.model(pixel_values=pixels).image_embeds))
 
+    def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.vision_model(pixel_values=pixels).last_hidden_state[:, 1:]  # drop the class token
+
+    @property
+    def patch_size(self) -> int:
+        return self.model.config.patch_size
+
 
 def load_clip(name: str, weights: PathLike | None = None) -> ClipScorer:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection

@@ -29,6 +29,13 @@ class DinoIScorer(Scorer):
     def encode(self, pixels: torch.Tensor) -> Embedding:
         return Embedding(unit(self.backbone(pixels, final_norm=True)[:, 0]))
 
+    def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.backbone(pixels, final_norm=True)[:, self.backbone.num_prefix_tokens :]
+
+    @property
+    def patch_size(self) -> int:
+        return self.backbone.cfg.patch
+
 
 def load_dino_i(name: str, weights: PathLike | None = None) -> DinoIScorer:
     folder = resolve_folder(weights, DINOV2_L14, name)

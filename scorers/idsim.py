@@ -142,10 +142,17 @@ class IdSimScorer(Scorer):
         cls = normalize_embedding(self.mlp_cls(tokens[:, 0]).float())
         if self.mode == "cls":
             return Embedding(cls)
-        patch = self.backbone.cfg.patch
-        grid = (pixels.shape[-2] // patch, pixels.shape[-1] // patch)
+        grid = (pixels.shape[-2] // self.patch_size, pixels.shape[-1] // self.patch_size)
         patches = normalize_embedding(self.mlp_patch(tokens[:, self.backbone.num_prefix_tokens :]).float())
         return Embedding(cls, patches, grid)
+
+    def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        tokens = self.backbone(pixels, final_norm=APPLY_FINAL_NORM)
+        return normalize_embedding(self.mlp_patch(tokens[:, self.backbone.num_prefix_tokens :]).float())
+
+    @property
+    def patch_size(self) -> int:
+        return self.backbone.cfg.patch
 
     # --- distances (lower = more alike) ---------------------------------------------------
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:

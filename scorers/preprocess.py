@@ -48,6 +48,16 @@ class Preprocess:
         new_long = int(self.resize * long / short)
         return (self.resize, new_long) if height <= width else (new_long, self.resize)
 
+    def view_box(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """``(top, left, bottom, right)`` of the region the model sees, in input pixels
+        (the whole image unless a centre crop cuts it)."""
+        if self.crop is None:
+            return 0.0, 0.0, float(height), float(width)
+        rh, rw = self.resized_size(height, width)
+        top, left = (rh - self.crop) // 2, (rw - self.crop) // 2
+        sy, sx = height / rh, width / rw
+        return top * sy, left * sx, (top + self.crop) * sy, (left + self.crop) * sx
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """``[B,3,H,W]`` RGB in [0, 1] → normalised model input."""
         size = self.resized_size(images.shape[-2], images.shape[-1])

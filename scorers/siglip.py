@@ -37,6 +37,13 @@ class SiglipScorer(Scorer):
         vector = out.pooler_output if self.readout == "map" else out.last_hidden_state.mean(dim=1)
         return Embedding(unit(vector))
 
+    def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixels).last_hidden_state  # SigLIP has no class token
+
+    @property
+    def patch_size(self) -> int:
+        return self.model.config.patch_size
+
 
 def load_siglip(name: str, hub: HubFiles, readout: Readout, weights: PathLike | None = None) -> SiglipScorer:
     from transformers import SiglipVisionConfig, SiglipVisionModel

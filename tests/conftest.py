@@ -62,3 +62,26 @@ def rng_images(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
 @pytest.fixture()
 def np_rng():
     return np.random.default_rng(0)
+
+
+# Every scorer, loaded once per session from the tiny official-layout checkpoints.
+ALL = ["nearid", "idsim-dinov3-vitl16", "idsim-dinov2-vitb14", "clip-i", "dino-i", "siglip2", "siglip2-map"]
+FOLDER = {
+    "nearid": "nearid-siglip2",
+    "idsim-dinov3-vitl16": "id_sim_checkpoint",
+    "idsim-dinov2-vitb14": "id_sim_checkpoint",
+    "clip-i": "clip-vit-large-patch14",
+    "dino-i": "dinov2-large",
+    "siglip2": "siglip2-so400m-patch14-384",
+    "siglip2-map": "siglip2-so400m-patch14-384",
+}
+_cache = {}
+
+
+def scorer_for(name, weights_root, **options):
+    import idguide
+
+    key = (name, tuple(sorted(options.items())))
+    if key not in _cache:
+        _cache[key] = idguide.load_scorer(name, weights=weights_root / FOLDER[name], **options)
+    return _cache[key]

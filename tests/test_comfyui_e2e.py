@@ -26,7 +26,8 @@ def write_tiny_sd15(path: Path) -> None:
     subprocess.run([python, str(script), str(comfyui_checkout()), str(path)], check=True, capture_output=True)
 
 
-NODES = ["IDGuideGuidance", "IDGuideBestOfN", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank", "IDGuideLoadImageFolder"]
+NODES = ["IDGuideGuidance", "IDGuideBestOfN", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank",
+         "IDGuideLoadImageFolder", "IDGuideSimilarityMap", "IDGuideSimilarityMatrix"]
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,12 @@ def test_rank_folder_workflow_completes(server):
     assert len(saved) == 3
     for image in saved:
         assert (server.base / "output" / image.get("subfolder", "") / image["filename"]).is_file()
+    assert len(history["outputs"]["9"]["images"]) == 3  # one similarity map per kept image
+    ranked, overlay = saved_pixels(server, history, "6"), saved_pixels(server, history, "9")
+    assert ranked.shape == overlay.shape and np.abs(ranked - overlay).mean() > 5
+    assert len(history["outputs"]["11"]["images"]) == 1  # the matrix plot
+    table = "".join(history["outputs"]["12"]["text"])
+    assert table.splitlines()[0] == "," + ",".join(f"a{i}" for i in range(6))
 
 
 def test_bad_input_returns_error_and_server_stays_up(server):

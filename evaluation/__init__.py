@@ -1,0 +1,1 @@
+"""Evaluation: protocols (metric-vs-human alignment, verification, retrieval, triplets) and figures."""

@@ -1,0 +1,239 @@
+"""The ComfyUI nodes' logic, called directly in-process with ComfyUI's real modules.
+
+Needs a ComfyUI checkout ($IDGUIDE_COMFYUI) and a Python with its requirements (run this file
+with that Python, as README.md shows); skipped otherwise.
+"""
+
+import sys
+
+import pytest
+import torch
+
+from comfyui_server import comfyui_checkout
+from conftest import scorer_for
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory, weights_root):
+    checkout = comfyui_checkout()
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    try:
+        import comfy.cli_args
+    except ImportError as error:
+        pytest.skip(f"this Python lacks ComfyUI's requirements ({error}); run it with IDGUIDE_COMFYUI_PYTHON")
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management as mm
+    import folder_paths
+
+    folder_paths.add_model_folder_path("idguide", str(weights_root), is_default=True)
+    from idguide import nodes
+
+    return nodes, mm
+
+
+def run(node, **inputs):
+    return node.execute(**inputs).result
+
+
+@pytest.fixture(scope="module")
+def nearid(comfy):
+    nodes, _ = comfy
+    return run(nodes.LoadIdentityScorer, scorer="nearid", weights="nearid-siglip2", mode="cls", precision="fp32")[0]
+
+
+def test_scorer_is_cached_and_placed_by_comfyui_model_management(comfy, nearid):
+    nodes, mm = comfy
+    again = run(nodes.LoadIdentityScorer, scorer="nearid", weights="nearid-siglip2", mode="cls", precision="fp32")[0]
+    assert again is nearid
+    mm.unload_all_models()
+    assert nearid.patcher not in mm.loaded_models()
+    scorer = nearid.load()
+    assert nearid.patcher in mm.loaded_models()  # ComfyUI now tracks (and can free) it
+    assert scorer.device == mm.get_torch_device()
+    mm.unload_all_models()
+    assert nearid.patcher not in mm.loaded_models()
+
+
+def test_bad_weights_and_paths_name_the_node(comfy):
+    nodes, _ = comfy
+    with pytest.raises(ValueError, match="Load Identity Scorer: weights 'nearid-siglip2' do not load as clip-i"):
+        run(nodes.LoadIdentityScorer, scorer="clip-i", weights="nearid-siglip2", mode="cls", precision="fp32")
+    with pytest.raises(ValueError, match="Load Identity Scorer: .* must be a name inside models/idguide"):
+        run(nodes.LoadIdentityScorer, scorer="nearid", weights="../nearid-siglip2", mode="cls", precision="fp32")
+
+
+def test_score_equals_the_library_and_labels_every_image(comfy, nearid, batch, weights_root):
+    nodes, _ = comfy
+    images = batch.movedim(1, -1)
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=images[:1], reference_mode="mean")[0]
+    scores, text, labelled = run(nodes.IdentityScore, reference=reference, images=images)
+    expected = 100 * scorer_for("nearid", weights_root).score(batch[:1], batch)
+    assert scores == pytest.approx(expected.tolist(), abs=1e-3)
+    assert scores[0] == pytest.approx(100.0, abs=1e-3) and len(text.splitlines()) == 5
+    assert labelled.shape == images.shape and not torch.equal(labelled, images)
+    assert torch.allclose(labelled[:, 48:], images[:, 48:], atol=1 / 255)  # the label sits in the corner
+    with pytest.raises(ValueError, match="Identity Score: 'images' must be a non-empty IMAGE batch"):
+        run(nodes.IdentityScore, reference=reference, images=images[:0])
+
+
+def test_masks_must_match_the_references(comfy, nearid, batch):
+    nodes, _ = comfy
+    images = batch.movedim(1, -1)
+    with pytest.raises(ValueError, match="Identity Reference: mask .* differ in size"):
+        run(nodes.IdentityReferenceNode, scorer=nearid, images=images, reference_mode="mean", mask=torch.ones(1, 8, 8))
+    with pytest.raises(ValueError, match="Identity Reference: 3 masks for 4 images"):
+        run(nodes.IdentityReferenceNode, scorer=nearid, images=images, reference_mode="mean",
+            mask=torch.ones(3, 96, 128))
+
+
+def test_rank_keeps_top_k_best_first_and_fails_clearly_when_nothing_passes(comfy, nearid, batch):
+    nodes, _ = comfy
+    images = batch.movedim(1, -1)
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=images[:1], reference_mode="mean")[0]
+    kept, scores, indices, rejected, _ = run(nodes.IdentityRank, reference=reference, images=images, top_k=2,
+                                             threshold=0.0, if_none_pass="keep_best")
+    all_scores = run(nodes.IdentityScore, reference=reference, images=images)[0]
+    assert indices == sorted(range(4), key=lambda i: -all_scores[i])[:2] and indices[0] == 0
+    assert torch.equal(kept, images[indices]) and rejected.shape[0] == 2
+    with pytest.raises(ValueError, match="Identity Rank / Filter: no image reached the threshold 100.5"):
+        run(nodes.IdentityRank, reference=reference, images=images, top_k=0, threshold=100.5, if_none_pass="error")
+
+
+def test_similarity_map_of_the_reference_itself_is_all_matched(comfy, nearid, batch):
+    nodes, _ = comfy
+    images = batch.movedim(1, -1)
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=images[:1], reference_mode="mean")[0]
+    overlay, heat, means = run(nodes.IdentitySimilarityMap, reference=reference, images=images,
+                               value_range="absolute", alpha=0.5)
+    assert overlay.shape == images.shape and heat.shape == images.shape
+    assert means[0] == pytest.approx(100.0, abs=0.05) and all(m < 99.9 for m in means[1:])
+    assert overlay.min() >= 0 and overlay.max() <= 1
+
+
+def test_similarity_matrix_is_symmetric_and_lists_duplicates(comfy, nearid, batch):
+    nodes, _ = comfy
+    images = torch.cat([batch, batch[1:2]]).movedim(1, -1)  # image 4 duplicates image 1
+    plot, text, values = run(nodes.IdentitySimilarityMatrix, scorer=nearid, images_a=images, duplicate_threshold=99.9)
+    matrix = torch.tensor(values).reshape(5, 5)
+    assert torch.allclose(matrix, matrix.T, atol=1e-3) and torch.allclose(matrix.diagonal(), torch.tensor(100.0))
+    assert "likely duplicates (score >= 99.9): 1" in text and "a1 ~ a4" in text
+    assert plot.dim() == 4 and plot.shape[0] == 1 and plot.shape[-1] == 3
+    _, _, values = run(nodes.IdentitySimilarityMatrix, scorer=nearid, images_a=images[:2], images_b=images,
+                       duplicate_threshold=95.0)
+    assert torch.allclose(torch.tensor(values).reshape(2, 5), matrix[:2], atol=1e-3)
+
+
+def test_guidance_patch_is_the_model_itself_at_scale_zero(comfy, nearid, batch):
+    nodes, _ = comfy
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    model = object()
+    assert run(nodes.IdentityGuidance, model=model, vae=None, reference=reference, scale=0.0, start_percent=0.0,
+               end_percent=0.5, every=1, inner_steps=1, decode_size=512)[0] is model
+    with pytest.raises(ValueError, match="Identity Guidance: start_percent 0.6 is after end_percent 0.5"):
+        run(nodes.IdentityGuidance, model=model, vae=None, reference=reference, scale=1.0, start_percent=0.6,
+            end_percent=0.5, every=1, inner_steps=1, decode_size=512)
+
+
+# --- the guidance patch in ComfyUI's own model classes and samplers -------------------------------------
+# Tiny SD1.5 / SDXL / SD3 / Flux diffusion models built from ComfyUI's model configs (its model classes,
+# model_sampling and latent formats; random weights at reduced size), a real-size random VAE decoder,
+# conditioning tensors of the shapes each model's text encoders give.
+
+UNET = dict(image_size=32, in_channels=4, out_channels=4, model_channels=32, num_res_blocks=[1, 1], channel_mult=[1, 2],
+            transformer_depth=[1, 1], transformer_depth_middle=1, transformer_depth_output=[1, 1, 1, 1], num_heads=2,
+            use_spatial_transformer=True, legacy=False, use_temporal_attention=False, use_temporal_resblock=False)
+MODELS = {
+    "SD15": (dict(UNET, context_dim=64, adm_in_channels=None, use_linear_in_transformer=False), 4, {}),
+    "SDXL": (dict(UNET, model_channels=64, context_dim=64, adm_in_channels=2816, num_classes="sequential", use_linear_in_transformer=True), 4,
+             {"pooled_output": (1, 1280)}),
+    "SD3": ({"in_channels": 16, "patch_size": 2, "depth": 2, "adm_in_channels": 32, "pos_embed_max_size": 16,
+             "num_patches": 256, "pos_embed_scaling_factor": None, "pos_embed_offset": None,
+             "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 64, "out_features": 128}}},
+            16, {"pooled_output": (1, 32)}),
+    "Flux": ({"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "vec_in_dim": 32,
+              "context_in_dim": 64, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1,
+              "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True, "guidance_embed": True},
+             16, {"pooled_output": (1, 32), "guidance": 3.5}),
+}
+
+
+def tiny_model(name):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    unet_config, channels, extra = MODELS[name]
+    config = getattr(comfy.supported_models, name)(dict(unet_config))
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for key, p in model.diffusion_model.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.02 + (1.0 if "norm" in key and p.dim() == 1 else 0))
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    cond = {k: (torch.randn(v, generator=generator) if isinstance(v, tuple) else v) for k, v in extra.items()}
+    positive = [[torch.randn(1, 8, 64, generator=generator), cond]]
+    negative = [[torch.zeros(1, 8, 64), dict(cond)]]
+    return patcher, channels, positive, negative
+
+
+@pytest.fixture(scope="module")
+def vaes(comfy):
+    import comfy.ldm.models.autoencoder as autoencoder
+    import comfy.sd
+
+    out = {}
+    for channels in (4, 16):
+        torch.manual_seed(channels)
+        ddconfig = {"double_z": True, "z_channels": channels, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                    "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+        model = autoencoder.AutoencoderKL(ddconfig=ddconfig, embed_dim=channels)
+        state = {k: torch.randn(v.shape) * (0.02 if v.dim() > 1 else 0.01) + (1.0 if "norm" in k and k.endswith("weight") else 0)
+                 for k, v in model.state_dict().items()}
+        out[channels] = comfy.sd.VAE(sd=state)
+    return out
+
+
+def sample(patcher, channels, positive, negative, how, seed=0):
+    """One 64x64 image through the entry point each stock sampler node uses."""
+    import comfy.sample
+    import comfy.samplers
+
+    latent = torch.zeros(1, channels, 8, 8)
+    noise = comfy.sample.prepare_noise(latent, seed)
+    if how == "KSampler":
+        return comfy.sample.sample(patcher, noise, 4, 2.0, "euler", "normal", positive, negative, latent, seed=seed,
+                                   disable_pbar=True)
+    if how == "KSamplerAdvanced":  # a window of the schedule, as KSamplerAdvanced passes it
+        return comfy.sample.sample(patcher, noise, 6, 2.0, "euler", "normal", positive, negative, latent,
+                                   start_step=0, last_step=4, force_full_denoise=True, seed=seed, disable_pbar=True)
+    guider = comfy.samplers.CFGGuider(patcher)  # SamplerCustom / SamplerCustomAdvanced
+    guider.set_conds(positive, negative)
+    guider.set_cfg(2.0)
+    sigmas = comfy.samplers.calculate_sigmas(patcher.get_model_object("model_sampling"), "normal", 4)
+    return guider.sample(noise, latent, comfy.samplers.sampler_object("euler"), sigmas, seed=seed, disable_pbar=True)
+
+
+@pytest.mark.parametrize("name,how", [("SD15", "KSampler"), ("SD15", "KSamplerAdvanced"), ("SD15", "SamplerCustomAdvanced"),
+                                      ("SDXL", "KSampler"), ("SD3", "SamplerCustomAdvanced"), ("Flux", "KSampler")])
+def test_guidance_patch_moves_each_model_type_with_each_sampler(comfy, nearid, vaes, batch, name, how):
+    nodes, _ = comfy
+    patcher, channels, positive, negative = tiny_model(name)
+    vae = vaes[channels]
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+
+    def guided(scale):
+        return run(nodes.IdentityGuidance, model=patcher, vae=vae, reference=reference, scale=scale, start_percent=0.0,
+                   end_percent=1.0, every=1, inner_steps=1, decode_size=512)[0]
+
+    with torch.inference_mode():  # as ComfyUI executes nodes
+        plain = sample(patcher, channels, positive, negative, how)
+        off = sample(guided(0.0), channels, positive, negative, how)
+        on = sample(guided(2.0), channels, positive, negative, how)
+    assert torch.equal(off, plain)
+    assert torch.isfinite(on).all() and (on - plain).abs().mean() > 1e-3 * plain.abs().mean()
+    # Guidance pulls toward the reference: the decoded sample scores higher than the unguided one.
+    with torch.inference_mode():
+        images = vae.decode(torch.cat([plain, on]))
+    scores = run(nodes.IdentityScore, reference=reference, images=images)[0]
+    assert scores[1] > scores[0], scores
