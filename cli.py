@@ -21,15 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--metric", required=True, help="scorer name (see 'idguide list')")
-    common.add_argument("--weights", help="local folder/file in the official layout, or a Hugging Face repo id")
-    common.add_argument("--mode", choices=["cls", "patch", "joint"], help="ID-Sim mode (default cls)")
-    common.add_argument("--patch-distance", choices=["pooled", "sinkhorn"], help="ID-Sim patch distance")
-    common.add_argument("--backbone", help="ID-Sim: backbone .pth file or Hugging Face DINOv2 folder/repo")
-    common.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    common.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="weights precision (default fp32)")
-    common.add_argument("--batch-size", type=int,
-                        help="images per forward pass (default: 8 on a GPU, 1 on the CPU, where batching is slower)")
+    add_scorer_options(common)
     common.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
 
     score = sub.add_parser("score", parents=[common], help="score images against a reference image")
@@ -43,7 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--threshold", type=float, help="keep images with similarity >= T")
 
     sub.add_parser("list", help="list the available scorers")
+    from .evaluation.cli import add_parser
+
+    add_parser(sub)
     return parser
+
+
+def add_scorer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", required=True, help="scorer name (see 'idguide list')")
+    parser.add_argument("--weights", help="local folder/file in the official layout, or a Hugging Face repo id")
+    parser.add_argument("--mode", choices=["cls", "patch", "joint"], help="ID-Sim mode (default cls)")
+    parser.add_argument("--patch-distance", choices=["pooled", "sinkhorn"], help="ID-Sim patch distance")
+    parser.add_argument("--backbone", help="ID-Sim: backbone .pth file or Hugging Face DINOv2 folder/repo")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="weights precision (default fp32)")
+    parser.add_argument("--batch-size", type=int,
+                        help="images per forward pass (default: 8 on a GPU, 1 on the CPU, where batching is slower)")
+
+
+def load_from_args(args: argparse.Namespace) -> Scorer:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+    return load_scorer(args.metric, weights=args.weights, device=args.device, dtype=args.dtype, **scorer_options(args))
 
 
 def scorer_options(args: argparse.Namespace) -> dict:
@@ -96,9 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, description in available_scorers().items():
             print(f"{name:22} {description}")
         return 0
+    if args.command == "eval":
+        from .evaluation.cli import run
+
+        try:
+            return run(args)
+        except (WeightsError, ImageInputError, ValueError) as error:
+            print(f"idguide: error: {error}", file=sys.stderr)
+            return 2
     try:
-        if args.batch_size is not None and args.batch_size < 1:
-            raise ValueError("--batch-size must be at least 1")
         if args.command == "rank":
             paths = list_images(args.folder)
             paths = [p for p in paths if p.resolve() != args.reference.resolve()]
@@ -107,8 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             paths = list(args.images)
         load_image(args.reference)  # fail on a bad reference before loading any weights
-        scorer = load_scorer(args.metric, weights=args.weights, device=args.device, dtype=args.dtype,
-                             **scorer_options(args))
+        scorer = load_from_args(args)
         with torch.inference_mode():
             batch_size = args.batch_size or (8 if scorer.device.type == "cuda" else 1)
             rows = results(scorer, args.reference, paths, batch_size)

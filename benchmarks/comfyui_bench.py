@@ -95,15 +95,26 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start, out
 
+    import idguide.nodes.guidance as node_guidance
+
+    calls = []
+    step = node_guidance.guided_denoised
+
+    def counted(*a, **k):  # how many steps the patch really guided
+        calls.append(1)
+        return step(*a, **k)
+
+    node_guidance.guided_denoised = counted
     guided_model = IdentityGuidance.execute(patcher, vae, reference, 1.0, 0.0, 0.5, 1, 1, 512).result[0]
     with torch.inference_mode():
         sample(patcher, 0)  # warm-up: loads the model
         sample(guided_model, 0)
         plain_s, plain = timed(lambda: sample(patcher, 0))
+        calls.clear()
         guided_s, guided = timed(lambda: sample(guided_model, 0))
-    guided_steps = sum(1 for i in range(args.steps) if i < args.steps * 0.5)  # sigma window [start, end) of 0..0.5
+    guided_steps = len(calls)
     print(f"device {device}, SD1.5 UNet+VAE real size (random), {args.size} px, {args.steps} euler steps, CFG 7.5; "
-          f"guidance by ID-Sim DINOv2-B/14 (real size, random) on steps [0, 0.5)")
+          f"guidance by ID-Sim DINOv2-B/14 (real size, random), start 0, end 0.5")
     print(f"KSampler unpatched {plain_s:.2f} s, patched {guided_s:.2f} s -> ratio {guided_s / plain_s:.2f}x; "
           f"+{(guided_s - plain_s) / guided_steps:.2f} s per guided step ({guided_steps} guided of {args.steps}); "
           f"mean |change| of the latent {float((guided - plain).abs().mean()):.4f}")

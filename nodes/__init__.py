@@ -4,13 +4,15 @@ from comfy_api.latest import ComfyExtension, io
 
 from .best_of_n import IdentityBestOfN
 from .guidance import IdentityGuidance
+from .evaluation import DreamBenchScore, HumanAlignment, LoadDreamBenchFolder
 from .images import LoadImageFolder
 from .maps import IdentitySimilarityMap, IdentitySimilarityMatrix
 from .score import IdentityRank, IdentityScore
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
 
 NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance,
-         IdentityBestOfN, IdentitySimilarityMap, IdentitySimilarityMatrix]
+         IdentityBestOfN, IdentitySimilarityMap, IdentitySimilarityMatrix, LoadDreamBenchFolder, DreamBenchScore,
+         HumanAlignment]
 
 
 class IDGuideExtension(ComfyExtension):

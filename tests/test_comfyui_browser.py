@@ -19,7 +19,7 @@ from conftest import EXAMPLES
 
 CHROMIUM = os.environ.get("IDGUIDE_CHROMIUM", "/usr/bin/chromium")  # Debian's package
 WORKFLOWS = REPO / "workflows"
-NAMES = ["rank_folder", "best_of_n", "identity_guidance"]
+NAMES = ["rank_folder", "best_of_n", "identity_guidance", "dreambench_eval"]
 
 CHECK = """() => {
   const missing = [], rejected = [];

@@ -27,7 +27,8 @@ def write_tiny_sd15(path: Path) -> None:
 
 
 NODES = ["IDGuideGuidance", "IDGuideBestOfN", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank",
-         "IDGuideLoadImageFolder", "IDGuideSimilarityMap", "IDGuideSimilarityMatrix"]
+         "IDGuideLoadImageFolder", "IDGuideSimilarityMap", "IDGuideSimilarityMatrix", "IDGuideDreamBenchFolder",
+         "IDGuideDreamBenchScore", "IDGuideHumanAlignment"]
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +39,27 @@ def server(tmp_path_factory):
     (base / "input").mkdir()
     shutil.copy(EXAMPLES / "reference.jpg", base / "input" / "reference.jpg")
     shutil.copytree(EXAMPLES / "candidates", base / "input" / "candidates")
+    write_dreambench(base / "input")
     srv = Server(base)
     yield srv
     srv.stop()
+
+
+def write_dreambench(root: Path) -> None:
+    """A small DreamBench++-layout folder (2 subjects x 3 images, the example photos) and human ratings."""
+    photos = sorted((EXAMPLES / "candidates").glob("*.jpg"))
+    for s, subject in enumerate(["object_00_cat", "object_01_rocket"]):
+        (root / "dreambench" / "references").mkdir(parents=True, exist_ok=True)
+        shutil.copy(EXAMPLES / "reference.jpg" if s == 0 else photos[-1], root / "dreambench" / "references" / f"{subject}.jpg")
+        for i in range(3):
+            folder = root / "dreambench" / "samples" / "dreambooth_sd" / subject
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.open(photos[(i + 3 * s) % len(photos)]).convert("RGB").save(folder / f"{i}.png")
+    for g, group in enumerate(("group1", "group2")):
+        (root / "dreambench_plus" / group).mkdir(parents=True)
+        ratings = {f"{subject}-{i}": (i + g + s) % 5 for s, subject in enumerate(["object_00_cat", "object_01_rocket"])
+                   for i in range(3)}
+        (root / "dreambench_plus" / group / "dreambooth_sd-cp.json").write_text(json.dumps(ratings))
 
 
 def load(name: str) -> dict:
@@ -84,7 +103,19 @@ def test_bad_input_returns_error_and_server_stays_up(server):
 
 def test_workflow_templates_are_served(server):
     templates = server.get("/workflow_templates")
-    assert "rank_folder_api" in templates.get("idguide", [])
+    for name in ("rank_folder", "best_of_n", "identity_guidance", "dreambench_eval"):
+        assert name in templates.get("idguide", []) and f"{name}_api" in templates["idguide"]
+
+
+def test_dreambench_eval_workflow_writes_ratings_and_the_table(server):
+    history = server.run(load("dreambench_eval_api.json"))
+    assert history["status"]["status_str"] == "success", history["status"]
+    ratings = json.loads((server.base / "output" / "idguide_ratings" / "nearid" / "dreambooth_sd.json").read_text())
+    assert sorted(ratings) == [f"object_0{s}_{n}-{i}" for s, n in ((0, "cat"), (1, "rocket")) for i in range(3)]
+    table = "".join(history["outputs"]["5"]["text"])
+    assert table.splitlines()[0].split() == ["metric", "DB-SD", "Fisher-z", "mean"]
+    assert table.splitlines()[2].startswith("Human-Human") and table.splitlines()[3].startswith("nearid")
+    assert len(history["outputs"]["6"]["images"]) == 1
 
 
 def saved_pixels(server, history, node):

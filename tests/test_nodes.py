@@ -237,3 +237,73 @@ def test_guidance_patch_moves_each_model_type_with_each_sampler(comfy, nearid, v
         images = vae.decode(torch.cat([plain, on]))
     scores = run(nodes.IdentityScore, reference=reference, images=images)[0]
     assert scores[1] > scores[0], scores
+
+
+# --- DreamBench++ evaluation nodes ---------------------------------------------------------------------
+
+def test_dreambench_nodes_score_resume_and_align(comfy, nearid, tmp_path, monkeypatch, weights_root):
+    import json
+
+    import folder_paths
+    import numpy as np
+    from PIL import Image
+
+    nodes, _ = comfy
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(tmp_path / "input"))
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path / "output"))
+    rng = np.random.default_rng(0)
+    keys = []
+    for s, subject in enumerate(["object_00_cube", "live_subject_animal_00_cat"]):
+        base = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        (tmp_path / "input" / "db" / "references").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(base).save(tmp_path / "input" / "db" / "references" / f"{subject}.png")
+        for i in range(4):
+            (tmp_path / "input" / "db" / "samples" / "emu2" / subject).mkdir(parents=True, exist_ok=True)
+            noisy = np.clip(base + rng.normal(0, 30 * i, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(tmp_path / "input" / "db" / "samples" / "emu2" / subject / f"{i}.png")
+            keys.append(f"{subject}-{i}")
+    for group in ("group1", "group2"):  # human ratings: closer to the reference = higher
+        (tmp_path / "input" / "human" / group).mkdir(parents=True)
+        for method in ("emu2", "dreambooth_sd"):
+            ratings = {k: 4 - int(k[-1]) if group == "group1" or k[-1] != "2" else 1 for k in keys}
+            (tmp_path / "input" / "human" / group / f"{method}-cp.json").write_text(json.dumps(ratings))
+
+    dataset, summary = run(nodes.LoadDreamBenchFolder, folder="db", method="emu2")
+    assert summary == "emu2: 8 samples of 2 subjects"
+    with pytest.raises(ValueError, match="Identity DreamBench Folder: 'folder' '../x' is outside"):
+        run(nodes.LoadDreamBenchFolder, folder="../x", method="emu2")
+
+    # A cancel after the first batch keeps what was scored; the rerun resumes and completes.
+    import comfy.model_management as mm
+
+    calls = {"n": 0}
+
+    def cancel_on_third():
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise mm.InterruptProcessingException()
+
+    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", cancel_on_third)
+    with pytest.raises(mm.InterruptProcessingException):
+        run(nodes.DreamBenchScore, scorer=nearid, dataset=dataset, name="tiny")
+    partial = tmp_path / "output" / "idguide_ratings" / "tiny" / "emu2.partial-0.jsonl"
+    assert len(partial.read_text().splitlines()) == 2
+    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", lambda: None)
+    ratings, summary = run(nodes.DreamBenchScore, scorer=nearid, dataset=dataset, name="tiny")
+    assert ratings == "idguide_ratings/tiny" and "8 images" in summary and not partial.exists()
+    scores = json.loads((tmp_path / "output" / ratings / "emu2.json").read_text())
+    assert sorted(scores) == sorted(keys) and scores["object_00_cube-0"] == pytest.approx(100.0, abs=1e-3)
+
+    table, plot = run(nodes.HumanAlignment, human_ratings="human", ratings=ratings, category="all")
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["metric", "Emu2"] and "(1 of 2 rated methods have rating files: emu2)" in table
+    from scipy.stats import pearsonr
+
+    g1 = json.loads((tmp_path / "input" / "human" / "group1" / "emu2-cp.json").read_text())
+    g2 = json.loads((tmp_path / "input" / "human" / "group2" / "emu2-cp.json").read_text())
+    ordered = sorted(keys)
+    r = (round(pearsonr([scores[k] for k in ordered], [g1[k] for k in ordered])[0], 4) +
+         round(pearsonr([scores[k] for k in ordered], [g2[k] for k in ordered])[0], 4)) / 2
+    tiny = next(line for line in lines if line.startswith("tiny"))
+    assert float(tiny.split()[1]) == pytest.approx(r, abs=1e-4)
+    assert plot.shape[0] == 1 and plot.shape[-1] == 3

@@ -1,0 +1,177 @@
+"""``idguide eval dreambench-score``: score DreamBench++-layout samples into rating files.
+
+Layout: ``SAMPLES/<subject key>/<i>.<ext>`` (e.g. ``object_52_teapot/3.png``) and one reference per
+subject anywhere under ``REFERENCES``, named by the subject key (``object_52_teapot.jpg``). Output:
+``OUT/<method>.json`` mapping ``object_52_teapot-3`` (relative path, extension dropped, ``/`` → ``-``)
+to ``100 × similarity`` — the published convention.
+
+Resumable: scores are appended (flushed, fsynced) to ``OUT/<method>.partial-<rank>.jsonl`` as they
+are computed; a rerun reads every partial file, skips what is done, and the final JSON is written
+atomically (temporary file + rename), so a kill never leaves a truncated rating file. Under
+``accelerate launch`` each process scores its share (``PartialState.split_between_processes``)
+and the main process merges the shares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..scorers.images import IMAGE_SUFFIXES, load_image
+from .dreambench import parse_key
+
+
+def sample_keys(samples: Path) -> dict[str, Path]:
+    if not samples.is_dir():
+        raise ValueError(f"--samples: not a folder: {samples}")
+    found = {}
+    for path in sorted(p for p in samples.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        relative = path.relative_to(samples)
+        if len(relative.parts) < 2:
+            raise ValueError(f"--samples: {relative} is not inside a subject folder (<subject key>/<i>.png)")
+        key = relative.with_suffix("").as_posix().replace("/", "-")
+        parse_key(key, f"--samples ({relative})")
+        if key in found:
+            raise ValueError(f"--samples: {found[key]} and {path} give the same key {key!r}")
+        found[key] = path
+    if not found:
+        raise ValueError(f"--samples: no images under {samples}")
+    return found
+
+
+def reference_files(references: Path, subjects: set[str]) -> dict[str, Path]:
+    if not references.is_dir():
+        raise ValueError(f"--references: not a folder: {references}")
+    by_stem = {}
+    for path in sorted(references.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            by_stem.setdefault(path.stem, path)
+    missing = sorted(subjects - set(by_stem))
+    if missing:
+        raise ValueError(f"--references: no reference image for {len(missing)} subject(s), first {missing[0]!r} "
+                         f"(expected {references}/{missing[0]}.jpg or .png)")
+    return {s: by_stem[s] for s in subjects}
+
+
+def read_partials(out: Path, method: str) -> dict[str, float]:
+    """Scores already computed: the final file if any, then every partial file (a line cut by a
+    kill is ignored)."""
+    done = {}
+    final = out / f"{method}.json"
+    if final.exists():
+        done.update(json.loads(final.read_text()))
+    for partial in sorted(out.glob(f"{method}.partial-*.jsonl")):
+        for line in partial.read_text().splitlines():
+            try:
+                key, value = json.loads(line)
+            except (ValueError, TypeError):
+                continue
+            done[key] = value
+    return done
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=4)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def process_state():
+    """accelerate's PartialState when available (it also works without ``accelerate launch``)."""
+    try:
+        from accelerate import PartialState
+    except ImportError:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("several processes were launched but accelerate is not installed (pip install accelerate)")
+        return None
+    return PartialState()
+
+
+class Layout:
+    """A DreamBench++-layout folder pair: samples by key, the reference of each subject."""
+
+    def __init__(self, samples: Path, references: Path):
+        self.samples = sample_keys(samples)
+        self.subject = {k: p.relative_to(samples).parts[0] for k, p in self.samples.items()}
+        self.references = reference_files(references, set(self.subject.values()))
+
+
+def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int = 1, state=None,
+                 progress: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None) -> Path:
+    """Score every sample against its subject's reference into ``out/<method>.json``, resuming from
+    earlier partial files. ``progress(done, total)`` after each batch (this process's count, with
+    what was scored before); ``check()`` before each batch may raise to cancel (what was scored
+    stays in the partial file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    rank, main = (state.process_index, state.is_main_process) if state else (0, True)
+    done = read_partials(out, method)
+    todo = [k for k in layout.samples if k not in done]
+    if main and done:
+        print(f"resuming: {len(layout.samples) - len(todo)} of {len(layout.samples)} images already scored",
+              file=sys.stderr)
+    skipped = len(layout.samples) - len(todo)
+    if state:
+        with state.split_between_processes(todo) as share:
+            todo = list(share)
+    embedded = {}
+    with open(out / f"{method}.partial-{rank}.jsonl", "a") as log, torch.inference_mode():
+        for start in range(0, len(todo), batch_size):
+            if check:
+                check()
+            keys = todo[start : start + batch_size]
+            for subject in {layout.subject[k] for k in keys} - set(embedded):
+                embedded[subject] = scorer.embed(load_image(layout.references[subject])[None].to(scorer.device))
+            images = scorer.embed([load_image(layout.samples[k]).to(scorer.device) for k in keys])
+            for i, key in enumerate(keys):
+                value = 100.0 * float(scorer.similarity(embedded[layout.subject[key]], images[i]))
+                log.write(json.dumps([key, round(value, 6)]) + "\n")
+            log.flush()
+            os.fsync(log.fileno())
+            if progress:
+                progress(skipped + start + len(keys), len(layout.samples))
+    if state:
+        state.wait_for_everyone()
+    final = out / f"{method}.json"
+    if main:
+        done = read_partials(out, method)
+        missing = [k for k in layout.samples if k not in done]
+        if missing:
+            raise ValueError(f"{len(missing)} images have no score after scoring (first {missing[0]}); rerun to resume")
+        write_atomic(final, {k: done[k] for k in sorted(layout.samples)})
+        for partial in out.glob(f"{method}.partial-*.jsonl"):
+            partial.unlink()
+    return final
+
+
+def score_samples(args: argparse.Namespace) -> None:
+    """The CLI: checks the folders before loading weights, shards under ``accelerate launch``."""
+    from tqdm.auto import tqdm
+
+    from ..cli import load_from_args
+
+    layout = Layout(args.samples, args.references)
+    method = args.method or args.samples.resolve().name
+    state = process_state()
+    if state and args.device is None:
+        args.device = str(state.device)
+    scorer = load_from_args(args)
+    batch_size = args.batch_size or (8 if scorer.device.type == "cuda" else 1)
+    main = state.is_main_process if state else True
+    with tqdm(desc=f"scoring {method}", unit="img", file=sys.stderr, disable=not main) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        final = score_layout(scorer, layout, args.out, method, batch_size, state, progress)
+    if main:
+        print(f"wrote {final} ({len(layout.samples)} images)", file=sys.stderr)

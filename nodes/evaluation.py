@@ -1,0 +1,146 @@
+"""DreamBench++ evaluation in ComfyUI: load a layout folder, score it into rating files, and
+compare rating files with the human ratings. Thin nodes over ``evaluation/``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from comfy_api.latest import io
+
+from ..evaluation import dreambench as db
+from ..evaluation import report
+from ..evaluation.draw import figure_to_tensor
+from ..evaluation.plots import category_bars
+from ..evaluation.scoring import Layout, score_layout
+from .common import ScorerSocket
+
+DatasetSocket = io.Custom("ID_DREAMBENCH")
+RATINGS = "idguide_ratings"  # under ComfyUI's output directory
+
+
+@dataclass(frozen=True)
+class Dataset:
+    layout: Layout
+    method: str
+
+
+def inside(root: str, relative: str, node: str, what: str) -> Path:
+    """A path inside one of ComfyUI's directories; anything else is refused."""
+    root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root, relative))
+    if os.path.commonpath([path, root]) != root:
+        raise ValueError(f"{node}: '{what}' {relative!r} is outside {root}")
+    return Path(path)
+
+
+def checked(node: str, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as error:
+        raise ValueError(f"{node}: {error}") from None
+
+
+class LoadDreamBenchFolder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideDreamBenchFolder",
+            display_name="Identity DreamBench Folder",
+            category="idguide/evaluation",
+            description="A DreamBench++-layout folder in the input directory: references/<subject key>.jpg and "
+                        "samples/<method>/<subject key>/<i>.png.",
+            inputs=[io.String.Input("folder", default="dreambench"),
+                    io.String.Input("method", default="dreambooth_sd", tooltip="the samples/<method> folder")],
+            outputs=[DatasetSocket.Output(display_name="dataset"), io.String.Output(display_name="summary")],
+        )
+
+    @classmethod
+    def execute(cls, folder, method) -> io.NodeOutput:
+        import folder_paths
+
+        node = "Identity DreamBench Folder"
+        root = inside(folder_paths.get_input_directory(), folder, node, "folder")
+        samples = inside(str(root), os.path.join("samples", method), node, "method")
+        layout = checked(node, Layout, samples, root / "references")
+        subjects = len(set(layout.subject.values()))
+        return io.NodeOutput(Dataset(layout, method), f"{method}: {len(layout.samples)} samples of {subjects} subjects")
+
+
+class DreamBenchScore(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideDreamBenchScore",
+            display_name="Identity DreamBench Score",
+            category="idguide/evaluation",
+            description="Scores every sample against its subject's reference (100 × similarity) into "
+                        f"output/{RATINGS}/<name>/<method>.json. Resumes after a cancel; cancellable.",
+            inputs=[ScorerSocket.Input("scorer"), DatasetSocket.Input("dataset"),
+                    io.String.Input("name", default="nearid", tooltip="the metric's ratings folder")],
+            outputs=[io.String.Output(display_name="ratings", tooltip=f"the folder, relative to output/"),
+                     io.String.Output(display_name="summary")],
+        )
+
+    @classmethod
+    def execute(cls, scorer, dataset, name) -> io.NodeOutput:
+        import comfy.model_management as mm
+        import comfy.utils
+        import folder_paths
+
+        node = "Identity DreamBench Score"
+        relative = os.path.join(RATINGS, name)
+        out = inside(folder_paths.get_output_directory(), relative, node, "name")
+        bar = comfy.utils.ProgressBar(len(dataset.layout.samples))
+        model = scorer.load()
+        final = checked(node, score_layout, model, dataset.layout, out, dataset.method,
+                        batch_size=8 if model.device.type == "cuda" else 1,
+                        progress=lambda done, total: bar.update_absolute(done, total),
+                        check=mm.throw_exception_if_processing_interrupted)
+        values = list(db.read_ratings(final).values())
+        summary = f"{dataset.method}: {len(values)} images, mean score {sum(values) / len(values):.2f} -> {final}"
+        return io.NodeOutput(relative, summary)
+
+
+class HumanAlignment(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="IDGuideHumanAlignment",
+            display_name="Identity Human Alignment",
+            category="idguide/evaluation",
+            description="DreamBench++ protocol: Pearson r of the metric with each annotator group per method, "
+                        "averaged; Fisher-z mean over the methods; Human-Human ceiling.",
+            inputs=[
+                io.String.Input("human_ratings", default="dreambench_plus",
+                                tooltip="a folder in the input directory holding group1/ and group2/"),
+                io.String.Input("ratings", default=f"{RATINGS}/nearid",
+                                tooltip="the metric's rating files, a folder in the output directory"),
+                io.Combo.Input("category", options=[*db.CATEGORIES, "all"], default="object"),
+            ],
+            outputs=[io.String.Output(display_name="table"), io.Image.Output(display_name="plot")],
+        )
+
+    @classmethod
+    def execute(cls, human_ratings, ratings, category) -> io.NodeOutput:
+        import folder_paths
+
+        node = "Identity Human Alignment"
+        human = inside(folder_paths.get_input_directory(), human_ratings, node, "human_ratings")
+        metric_dir = inside(folder_paths.get_output_directory(), ratings, node, "ratings")
+        group1, group2 = (checked(node, db.read_folder, g, "-cp") for g in checked(node, db.find_groups, human))
+        metric = checked(node, db.read_folder, metric_dir, allow_missing=True)
+        name = metric_dir.name
+        methods = [m for m in group1 if m in metric]
+        if not methods:
+            raise ValueError(f"{node}: no rating file in {metric_dir} is named after a rated method "
+                             f"({', '.join(sorted(group1))})")
+        result = checked(node, db.human_alignment, group1, group2, {name: metric}, category, methods)
+        text = report.text_table(*report.alignment_rows(result))
+        if len(methods) < len(group1):
+            text += f"\n({len(methods)} of {len(group1)} rated methods have rating files: {', '.join(methods)})"
+        text += "".join(f"\nnote: {line}" for line in report.renames(result))
+        plot = figure_to_tensor(category_bars({category: result}))
+        return io.NodeOutput(text, plot.movedim(0, -1)[None].to(torch.float32))
