@@ -157,7 +157,6 @@ def run_dreambench(args: argparse.Namespace) -> int:
 
 
 def write_outputs(out: Path, results, pooled, metrics, group1, group2, notes) -> None:
-    from .draw import figure_to_tensor  # noqa: F401  (matplotlib set up headless)
     from .plots import category_bars, scatter
 
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Sequence
 
-from .dreambench import HUMAN, Alignment, Pooled
+from .dreambench import Alignment, Pooled
 
 SHORT = {"textual_inversion_sd": "TI-SD", "dreambooth_sd": "DB-SD", "dreambooth_lora_sdxl": "DB-LoRA-SDXL",
          "blip_diffusion": "BLIP-Diff", "emu2": "Emu2", "ip_adapter_plus_vit_h_sdxl": "IPA+ ViT-H",
@@ -49,6 +49,3 @@ def csv_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def renames(result: Alignment) -> list[str]:
     return [f"{source}: subject '{ours}' is called '{theirs}' there (matched by category and index)"
             for source, pairs in sorted(result.renamed.items()) for ours, theirs in sorted(pairs)]
-
-
-__all__ = ["HUMAN", "alignment_rows", "csv_table", "markdown_table", "pooled_rows", "renames", "text_table"]

@@ -93,7 +93,7 @@ def process_state():
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("several processes were launched but accelerate is not installed (pip install accelerate)")
         return None
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())  # CPU processes (torchrun) sync over gloo
 
 
 class Layout:
@@ -113,6 +113,8 @@ def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int
     stays in the partial file)."""
     out.mkdir(parents=True, exist_ok=True)
     rank, main = (state.process_index, state.is_main_process) if state else (0, True)
+    if state:
+        state.wait_for_everyone()  # every process reads what is done before any writes: one split for all
     done = read_partials(out, method)
     todo = [k for k in layout.samples if k not in done]
     if main and done:

@@ -241,3 +241,18 @@ def test_protocol_commands_match_the_statistics(tmp_path, capsys):
     path = write_csv(tmp_path / "empty.csv", ["label", "score"], [])
     assert main(["eval", "verification", path]) == 2
     assert "no rows" in capsys.readouterr().err
+
+
+def test_two_processes_share_the_work_and_merge_to_the_single_process_result(tmp_path, weights_root):
+    """Data-parallel sharding through accelerate's PartialState (two CPU processes under torchrun)."""
+    make_layout(tmp_path, subjects=3, per_subject=4)
+    weights = weights_root / "nearid-siglip2"
+    single = tmp_path / "single"
+    subprocess.run(score_command(tmp_path, weights, single), check=True, capture_output=True)
+    sharded = tmp_path / "sharded"
+    command = score_command(tmp_path, weights, sharded)
+    command[1:3] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "idguide.cli"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads((sharded / "mymethod.json").read_text()) == pytest.approx(json.loads((single / "mymethod.json").read_text()), abs=1e-4)
+    assert not list(sharded.glob("*.partial-*"))

@@ -6,7 +6,7 @@ import torch
 import idguide
 from idguide import Embedding, ImageInputError
 
-from conftest import ALL, scorer_for
+from conftest import ALL, FOLDER, scorer_for
 
 @pytest.mark.parametrize("name", ALL)
 def test_gradient_reaches_pixels_and_is_finite(name, weights_root, batch):
