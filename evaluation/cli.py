@@ -140,8 +140,8 @@ def run_dreambench(args: argparse.Namespace) -> int:
     pooled = {name: db.idsim_protocol(group1, group2, files) for name, files in metrics.items()}
 
     for category, result in results.items():
-        print(f"\nDreamBench++ {category}: Pearson r with humans (mean of the two groups), per method; "
-              "Fisher-z mean over methods")
+        print(f"\nDreamBench++ {category}: Pearson r per method (a metric: mean of its r with each annotator "
+              "group; Human-Human: group 1 vs group 2); Fisher-z mean over methods")
         print(report.text_table(*report.alignment_rows(result)))
     if pooled:
         print("\nID-Sim protocol: animals + objects, all methods pooled, against the mean human rating")
