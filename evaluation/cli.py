@@ -182,7 +182,7 @@ def write_outputs(out: Path, results, pooled, metrics, group1, group2, notes) ->
 
 
 def save(figure, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from .draw import pyplot
 
     figure.savefig(path)
-    plt.close(figure)
+    pyplot().close(figure)

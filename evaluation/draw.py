@@ -66,10 +66,19 @@ def draw_labels(images: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
     return torch.stack(out).to(images.device)
 
 
-def figure_to_tensor(figure) -> torch.Tensor:
-    """A matplotlib figure → ``[3,H,W]`` in [0, 1] (and closes it)."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (unless the caller chose another)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def figure_to_tensor(figure) -> torch.Tensor:
+    """A matplotlib figure → ``[3,H,W]`` in [0, 1] (and closes it)."""
+    plt = pyplot()
     figure.canvas.draw()
     rgba = np.asarray(figure.canvas.buffer_rgba())
     plt.close(figure)
@@ -79,11 +88,7 @@ def figure_to_tensor(figure) -> torch.Tensor:
 def matrix_figure(matrix: torch.Tensor, rows: Sequence[str], cols: Sequence[str], title: str = "", vmin=None,
                   vmax=None):
     """A labelled heat map of a similarity matrix, values written in the cells when they fit."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     values = matrix.detach().float().cpu().numpy()
     n_rows, n_cols = values.shape
     figure, axes = plt.subplots(figsize=(min(2 + 0.55 * n_cols, 16), min(1.5 + 0.45 * n_rows, 14)), dpi=100)

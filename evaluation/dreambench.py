@@ -117,18 +117,24 @@ def align(sources: Mapping[str, Ratings], method: str = "") -> Aligned:
         raise ValueError(f"{method}: {error}" if method else str(error)) from None
 
 
+def by_slot(ratings: Ratings, name: str) -> dict[tuple[str, int, int], tuple[Key, float]]:
+    """One file's values by (category, subject index, image index); two keys for one slot are an error."""
+    slots = {}
+    for key, value in ratings.items():
+        parsed = parse_key(key, name)
+        if parsed.slot in slots:
+            raise ValueError(f"{name}: two keys for {parsed.slot} (one is {key!r})")
+        slots[parsed.slot] = (parsed, value)
+    return slots
+
+
 def _align(sources: Mapping[str, Ratings]) -> Aligned:
     names = list(sources)
-    base = {parse_key(k, names[0]).slot: (parse_key(k, names[0]), v) for k, v in sources[names[0]].items()}
+    base = by_slot(sources[names[0]], names[0])
     values = {names[0]: [v for _, v in base.values()]}
     renamed: dict[str, set[tuple[str, str]]] = {}
     for name in names[1:]:
-        theirs = {}
-        for key, value in sources[name].items():
-            parsed = parse_key(key, name)
-            if parsed.slot in theirs:
-                raise ValueError(f"{name}: two keys for {parsed.slot} (one is {key!r})")
-            theirs[parsed.slot] = (parsed, value)
+        theirs = by_slot(sources[name], name)
         if theirs.keys() != base.keys():
             first = min(theirs.keys() ^ base.keys())
             side = f"only in {names[0]}" if first in base else f"only in {name}"

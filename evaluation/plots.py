@@ -6,25 +6,17 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .draw import pyplot
 from .dreambench import HUMAN, Alignment
 
 LABELS = {"object": "Object", "live_subject_animal": "Animal", "live_subject_human": "Human", "style": "Style",
           "all": "All"}
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def category_bars(results: Mapping[str, Alignment]):
     """Grouped bars: Fisher-z mean correlation with humans per category, one bar per metric;
     Human-Human drawn as the ceiling line of each group."""
-    plt = _pyplot()
+    plt = pyplot()
     categories = list(results)
     metrics = [m for m in next(iter(results.values())).rows if m != HUMAN]
     figure, axes = plt.subplots(figsize=(1.6 + 1.3 * len(categories) * max(1, len(metrics)) ** 0.5, 3.6), dpi=150)
@@ -49,7 +41,7 @@ def category_bars(results: Mapping[str, Alignment]):
 
 def scatter(metric: str, scores: Sequence[float], human: Sequence[float], r: float, category: str):
     """Metric score against the mean human rating (0-4) for every image, jittered vertically."""
-    plt = _pyplot()
+    plt = pyplot()
     human = np.asarray(human, dtype=float)
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(human))
     figure, axes = plt.subplots(figsize=(4.2, 3.4), dpi=150)

@@ -79,7 +79,7 @@ def ensure_loaded(patcher) -> None:
     import comfy.model_management as mm
 
     device = torch.device(patcher.load_device)
-    held = any(patcher is m or patcher.is_clone(m) for m in mm.loaded_models())
+    held = any(patcher.is_clone(m) for m in mm.loaded_models())  # itself, or a clone sampling loaded
     if not held or any(p.device != device for p in patcher.model.parameters()):
         mm.load_models_gpu([patcher], force_full_load=True)
 

@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..evaluation.draw import colormap, figure_to_tensor, heatmap_overlay, matrix_figure
-from ..scorers.maps import map_to_image, similarity_map
+from ..scorers.maps import map_to_image, reference_patches, similarity_map
 from ..scorers.ranking import readable
 from .common import ReferenceSocket, ScorerSocket, embed_all, to_bchw
 
@@ -39,10 +39,11 @@ class IdentitySimilarityMap(io.ComfyNode):
 
         pixels = to_bchw(images, "Identity Similarity Map")
         scorer = reference.handle.load()
+        patches = reference_patches(scorer, reference.pixels.to(scorer.device))  # once, for every batch
         parts = []
         for start in range(0, pixels.shape[0], 8):
             mm.throw_exception_if_processing_interrupted()
-            parts.append(similarity_map(scorer, reference.pixels.to(scorer.device), pixels[start : start + 8]))
+            parts.append(similarity_map(scorer, patches, pixels[start : start + 8]))
         maps = torch.cat(parts).cpu()
         full, seen = map_to_image(scorer, maps, pixels.shape[-2], pixels.shape[-1])
         low, high = (float(maps.min()), float(maps.max())) if value_range == "batch" else (0.0, 1.0)

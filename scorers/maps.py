@@ -16,12 +16,16 @@ from .base import Scorer
 from .images import ImageBatch
 
 
-def similarity_map(scorer: Scorer, reference: ImageBatch, images: ImageBatch) -> torch.Tensor:
-    """``[B, rows, cols]`` best-match cosine of each image patch to any reference patch."""
-    ref_tokens, _ = scorer.patch_tokens(reference)
+def reference_patches(scorer: Scorer, reference: ImageBatch) -> torch.Tensor:
+    """Every patch token of the reference image(s), ``[M, D]``: computed once, compared many times."""
+    tokens, _ = scorer.patch_tokens(reference)
+    return tokens.reshape(-1, tokens.shape[-1])
+
+
+def similarity_map(scorer: Scorer, reference: torch.Tensor, images: ImageBatch) -> torch.Tensor:
+    """``[B, rows, cols]`` best-match cosine of each image patch to any of the ``reference_patches``."""
     tokens, (rows, cols) = scorer.patch_tokens(images)
-    ref_tokens = ref_tokens.reshape(-1, ref_tokens.shape[-1])  # all reference patches together
-    best = (tokens @ ref_tokens.T).amax(dim=-1)
+    best = (tokens @ reference.to(tokens.device).T).amax(dim=-1)
     return best.reshape(-1, rows, cols)
 
 

@@ -119,6 +119,8 @@ def test_align_rejects_unparseable_keys_and_missing_methods(ratings):
     _, group1, group2 = ratings
     with pytest.raises(ValueError, match="is not <category>_<NN>_<subject>-<i>"):
         db.align({"a": {"object_00_backpack-0": 1.0}, "b": {"backpack-0": 1.0}})
+    with pytest.raises(ValueError, match=r"a: two keys for \('object', 0, 0\)"):  # in any file, the first too
+        db.align({"a": {"object_00_backpack-0": 1.0, "object_00_backpack-0_1": 2.0}, "b": {"object_00_backpack-0": 1.0}})
     with pytest.raises(ValueError, match="metric m: no rating file for"):
         db.human_alignment(group1, group2, {"m": {"emu2": group1["emu2"]}}, "object")
 

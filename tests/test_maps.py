@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from idguide.evaluation.draw import colormap, draw_labels, figure_to_tensor, heatmap_overlay, matrix_figure
-from idguide.scorers.maps import map_to_image, similarity_map
+from idguide.scorers.maps import map_to_image, reference_patches, similarity_map
 
 from conftest import ALL, scorer_for
 
@@ -16,11 +16,11 @@ def test_an_image_matches_itself_everywhere_and_the_map_is_a_best_match(name, we
     tokens, (rows, cols) = scorer.patch_tokens(batch)
     assert tokens.shape[:2] == (4, rows * cols)
     assert torch.allclose(tokens.norm(dim=-1), torch.ones(()), atol=1e-5)
-    itself = similarity_map(scorer, batch[:1], batch[:1])
+    itself = similarity_map(scorer, reference_patches(scorer, batch[:1]), batch[:1])
     assert itself.shape == (1, rows, cols)
     assert torch.allclose(itself, torch.ones(()), atol=1e-4)
     # Against two other photographs: each patch's best cosine over both references' patches, by brute force.
-    maps = similarity_map(scorer, batch[2:], batch[:2])
+    maps = similarity_map(scorer, reference_patches(scorer, batch[2:]), batch[:2])
     references = tokens[2:].reshape(-1, tokens.shape[-1])
     for b in range(2):
         for p in (0, rows * cols // 2, rows * cols - 1):
@@ -39,7 +39,7 @@ def test_idsim_patch_tokens_are_the_patch_head_features_of_embed(weights_root, b
 
 def test_a_centre_crop_leaves_the_borders_unseen(weights_root, batch):
     scorer = scorer_for("clip-i", weights_root)  # shortest edge 224, centre crop 224
-    maps = similarity_map(scorer, batch[:1], batch)
+    maps = similarity_map(scorer, reference_patches(scorer, batch[:1]), batch)
     full, seen = map_to_image(scorer, maps, 96, 128)
     # 96x128 → 224x298, crop left (298-224)//2 = 37 resized px = 15.9 input px on each side.
     assert full.shape == (4, 96, 128)
