@@ -13,6 +13,7 @@ from .scorers import (
     available_scorers,
     load_image,
     load_scorer,
+    register_scorer,
 )
 
 from .guidance import BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised
@@ -51,4 +52,5 @@ __all__ = [
     "guided_denoised",
     "load_image",
     "load_scorer",
+    "register_scorer",
 ]

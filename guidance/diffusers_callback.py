@@ -10,7 +10,9 @@ the guided clean image re-noised with the sampler's own noise. The recorder is r
 after the last step.
 
 Supported: StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusion3Pipeline and
-FluxPipeline (packed latents), with VP schedulers (DDIM, DDPM, PNDM, DPM-Solver++, UniPC;
+FluxPipeline (packed latents), and any other pipeline that follows diffusers' callback
+conventions (``scheduler``, ``num_timesteps``, ``callback_on_step_end``) when ``decoder`` is
+given — a pixel-space pipeline's decoder is just the map to [0, 1] — with VP schedulers (DDIM, DDPM, PNDM, DPM-Solver++, UniPC;
 epsilon, v-prediction or sample), EDM-sigma schedulers (Euler, Euler ancestral, LMS) or
 flow matching (FlowMatchEuler), with or without CFG.
 """
@@ -163,9 +165,13 @@ class IdentityGuidanceCallback(PipelineCallback):
         if self._attached is not None and self._attached.pipeline is pipeline:
             return self._attached
         self.detach()
-        if not isinstance(pipeline, PIPELINES):
+        if not isinstance(pipeline, PIPELINES) and self.decoder is None:
             names = ", ".join(p.__name__ for p in PIPELINES)
-            raise TypeError(f"IdentityGuidanceCallback supports {names}; got {type(pipeline).__name__}")
+            raise TypeError(f"IdentityGuidanceCallback decodes the latents of {names} itself; for "
+                            f"{type(pipeline).__name__} pass decoder= (a differentiable latents → images in [0, 1])")
+        if not hasattr(pipeline, "scheduler") or not hasattr(pipeline, "num_timesteps"):
+            raise TypeError(f"{type(pipeline).__name__} does not follow diffusers' callback conventions "
+                            "(it needs .scheduler and .num_timesteps)")
         scheduler = pipeline.scheduler
         if not isinstance(scheduler, VP_SCHEDULERS + SIGMA_SCHEDULERS + FLOW_SCHEDULERS):
             names = ", ".join(s.__name__ for s in VP_SCHEDULERS + SIGMA_SCHEDULERS + FLOW_SCHEDULERS)

@@ -4,7 +4,7 @@ from .base import Scorer
 from .embedding import Embedding
 from .errors import ImageInputError, WeightsError
 from .images import load_image
-from .registry import available_scorers, load_scorer
+from .registry import available_scorers, load_scorer, register_scorer
 from .weights import add_search_path
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "available_scorers",
     "load_image",
     "load_scorer",
+    "register_scorer",
 ]

@@ -1,12 +1,24 @@
 """Every scorer in one table: name → (how to build it, one-line description).
 
-Adding a scorer is adding a row. ``load_scorer`` is the single entry point.
+Adding a built-in scorer is adding a row. Any other package adds its own with
+``register_scorer(name, loader, description)`` or by declaring an entry point in the
+``idguide.scorers`` group (name = scorer name, object = the loader; its docstring's first
+line is the description)::
+
+    [project.entry-points."idguide.scorers"]
+    my-face-id = "my_package.scorer:load"
+
+Registered scorers are found everywhere built-in ones are: ``available_scorers``,
+``load_scorer``, the CLI, the guidance and best-of-N code and the ComfyUI scorer dropdown.
+``load_scorer`` is the single entry point.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import warnings
+from importlib.metadata import entry_points
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Union
@@ -64,16 +76,62 @@ SCORERS: dict[str, ScorerEntry] = {
     ),
 }
 ALIASES = {"idsim": "idsim-dinov3-vitl16"}
+BUILT_IN = frozenset([*SCORERS, *ALIASES])
+ENTRY_POINT_GROUP = "idguide.scorers"
+_entry_points_read = False
+
+
+def register_scorer(name: str, loader: Callable[..., Scorer], description: str, replace: bool = False) -> None:
+    """Add a scorer: ``loader(weights=None, **options) -> Scorer`` builds it on the CPU in fp32
+    (``load_scorer`` then freezes it and moves it to the device and precision asked for).
+
+    Names are lower-case without spaces; a built-in name cannot be taken, and a registered one
+    only with ``replace=True``.
+    """
+    if not isinstance(name, str) or not name or name != name.strip().lower() or any(c.isspace() for c in name):
+        raise ValueError(f"scorer name must be a non-empty lower-case string without spaces, got {name!r}")
+    if name in BUILT_IN:
+        raise ValueError(f"{name!r} is a built-in scorer; register yours under another name")
+    if name in SCORERS and not replace:
+        raise ValueError(f"a scorer named {name!r} is already registered; pass replace=True to replace it")
+    if not callable(loader):
+        raise TypeError(f"register_scorer({name!r}): loader must be callable, got {type(loader).__name__}")
+    parameters = inspect.signature(loader).parameters
+    if "weights" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise TypeError(f"register_scorer({name!r}): loader must accept a 'weights' keyword (None = its default)")
+    if not isinstance(description, str) or not description.strip():
+        raise ValueError(f"register_scorer({name!r}): give a one-line description")
+    SCORERS[name] = ScorerEntry(loader, description.strip().splitlines()[0])
+
+
+def read_entry_points() -> None:
+    """Register the scorers installed packages declare (once; a broken one is a warning, not a crash)."""
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    _entry_points_read = True
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name in SCORERS:
+            continue
+        try:
+            loader = point.load()
+            doc = (inspect.getdoc(loader) or "").strip()
+            register_scorer(point.name, loader, doc.splitlines()[0] if doc else f"from {point.value}")
+        except Exception as error:  # a third-party package must not break idguide
+            warnings.warn(f"idguide: scorer entry point {point.name!r} ({point.value}) skipped: {error}",
+                          RuntimeWarning, stacklevel=2)
 
 
 def available_scorers() -> dict[str, str]:
-    """Scorer names (aliases included) with one-line descriptions."""
+    """Scorer names (aliases and registered ones included) with one-line descriptions."""
+    read_entry_points()
     names = {name: entry.description for name, entry in SCORERS.items()}
     names.update({alias: f"alias of {target}" for alias, target in ALIASES.items()})
     return dict(sorted(names.items()))
 
 
 def resolve_name(name: str) -> str:
+    read_entry_points()
     key = ALIASES.get(str(name).lower(), str(name).lower())
     if key not in SCORERS:
         close = difflib.get_close_matches(key, [*SCORERS, *ALIASES], n=3)
@@ -122,8 +180,11 @@ def load_scorer(
     """
     key = resolve_name(name)
     entry = SCORERS[key]
-    accepted = set(inspect.signature(entry.build).parameters) - {"weights", "name"}
-    unknown = sorted(set(options) - accepted)
+    parameters = inspect.signature(entry.build).parameters
+    accepted = set(parameters) - {"weights", "name"}
+    accepted -= {p.name for p in parameters.values() if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    unknown = [] if open_ended else sorted(set(options) - accepted)
     if unknown:
         raise TypeError(
             f"scorer {key!r} has no option {', '.join(map(repr, unknown))}"
@@ -131,5 +192,7 @@ def load_scorer(
         )
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     scorer = entry.build(weights=weights, **options)
+    if not isinstance(scorer, Scorer):
+        raise TypeError(f"scorer {key!r}: its loader returned {type(scorer).__name__}, not an idguide Scorer")
     scorer.requires_grad_(False)
     return scorer.to(device=device, dtype=dtype).eval()

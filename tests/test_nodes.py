@@ -55,6 +55,23 @@ def test_scorer_is_cached_and_placed_by_comfyui_model_management(comfy, nearid):
     assert nearid.patcher not in mm.loaded_models()
 
 
+def test_registered_scorers_are_in_the_dropdown_and_load(comfy, monkeypatch):
+    nodes, _ = comfy
+    from idguide.proving.models import load_judge
+    from idguide.scorers import registry
+
+    registry.read_entry_points()
+    monkeypatch.setattr(registry, "SCORERS", dict(registry.SCORERS))
+    import idguide
+
+    idguide.register_scorer("my-judge", load_judge, "a user's own scorer")
+    options = next(i for i in nodes.LoadIdentityScorer.define_schema().inputs if i.id == "scorer").options
+    assert {"proving-guide", "proving-judge", "my-judge"} <= set(options)
+    handle = run(nodes.LoadIdentityScorer, scorer="my-judge", weights="official (download or cache)", mode="cls",
+                 precision="fp32")[0]
+    assert handle.load().name == "proving-judge"
+
+
 def test_bad_weights_and_paths_name_the_node(comfy):
     nodes, _ = comfy
     with pytest.raises(ValueError, match="Load Identity Scorer: weights 'nearid-siglip2' do not load as clip-i"):

@@ -1,0 +1,141 @@
+"""The proving ground's generator as a diffusers ``DiffusionPipeline``.
+
+The "prompt" is a category ("striped disc"); which identity of that category comes out is
+left to chance — what steering must choose. Sampling is the standard loop (classifier-free
+guidance, any diffusers scheduler, ``callback_on_step_end``), so IDGuide's public paths
+(``IdentityGuidanceCallback``, ``best_of_n``) run on it unchanged. Latents are pixels in
+[-1, 1]; ``decode`` turns them into images in [0, 1] (differentiable: the guidance decoder).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.utils.torch_utils import randn_tensor
+
+from .world import CATEGORIES, NUM_CATEGORIES, SIZE
+
+Category = Union[int, str]
+
+# The schedule the generator was trained with; every sampler is built from this config.
+TRAIN_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon"}
+
+
+def category_index(category: Category) -> int:
+    """A category by index, by name ("striped disc"), or as a prompt ("a striped disc")."""
+    if isinstance(category, (int, np.integer)) and not isinstance(category, bool):
+        if 0 <= category < NUM_CATEGORIES:
+            return int(category)
+    elif isinstance(category, str):
+        text = category.strip().lower()
+        for prefix in ("a ", "an "):
+            text = text[len(prefix):] if text.startswith(prefix) else text
+        if text in CATEGORIES:
+            return CATEGORIES.index(text)
+    raise ValueError(f"unknown category {category!r}; use an index in [0, {NUM_CATEGORIES}) or one of: "
+                     + ", ".join(CATEGORIES))
+
+
+class IdentityWorldPipeline(DiffusionPipeline):
+    """Category-prompted pixel diffusion over the procedural identities (32×32 RGB)."""
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, unet: UNet2DModel, scheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @classmethod
+    def from_weights(cls, weights=None, scheduler=None, device: str | torch.device = "cpu") -> "IdentityWorldPipeline":
+        """The shipped (or given) generator weights with a scheduler (default DDIM)."""
+        from .models import load_generator
+
+        scheduler = scheduler if scheduler is not None else DDIMScheduler(**TRAIN_SCHEDULE, clip_sample=True)
+        pipe = cls(load_generator(weights).requires_grad_(False), scheduler).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @staticmethod
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        """Latents (pixels in [-1, 1]) → images in [0, 1]; the decoder for identity guidance."""
+        return (latents / 2 + 0.5).clamp(0, 1)
+
+    def denoiser(self, latents: torch.Tensor, timestep, labels: torch.Tensor) -> torch.Tensor:
+        """The UNet's prediction for pixel latents: it works on the 2×2 space-to-depth view."""
+        out = self.unet(F.pixel_unshuffle(latents, 2), timestep, class_labels=labels).sample
+        return F.pixel_shuffle(out, 2)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: Category | Sequence[Category],
+        num_images_per_prompt: int = 1,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ):
+        prompts = [prompt] if isinstance(prompt, (str, int, np.integer)) else list(prompt)
+        labels = torch.tensor([category_index(p) for p in prompts for _ in range(num_images_per_prompt)],
+                              device=self.device)
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback tensor input {name!r} is not one of {self._callback_tensor_inputs}")
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        batch = len(labels)
+        shape = (batch, 3, SIZE, SIZE)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        latents = latents.to(self.device) * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        self._guidance_scale = guidance_scale
+        null = torch.full_like(labels, NUM_CATEGORIES)
+        extra = {"generator": generator} if "generator" in _step_parameters(self.scheduler) else {}
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            if guidance_scale == 1.0:
+                prediction = self.denoiser(model_input, t, labels)
+            else:
+                both = self.denoiser(torch.cat([model_input, model_input]), t, torch.cat([labels, null]))
+                cond, uncond = both.chunk(2)
+                prediction = uncond + guidance_scale * (cond - uncond)
+            latents = self.scheduler.step(prediction, t, latents, **extra).prev_sample
+            if callback_on_step_end is not None:
+                kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
+                outputs = callback_on_step_end(self, i, t, kwargs)
+                latents = outputs.pop("latents", latents)
+        images = self.decode(latents.float())
+        if output_type == "np":
+            images = images.permute(0, 2, 3, 1).cpu().numpy()
+        elif output_type == "pil":
+            images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
+        self.maybe_free_model_hooks()
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+def _step_parameters(scheduler) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(scheduler.step).parameters)
