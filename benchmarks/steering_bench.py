@@ -26,10 +26,10 @@ import torch
 
 from idguide import load_scorer
 from idguide.evaluation.draw import pyplot
-from idguide.proving.harness import SCHEDULERS, Sample, Sampling, best_of, guided, unguided
-from idguide.proving.judging import Judges, reference_image
+from idguide.proving.harness import SCHEDULERS, Sample, Sampling, best_of, generators, guided, unguided, use_scheduler
+from idguide.proving.judging import Judges, frechet_distance, reference_image
 from idguide.proving.pipeline import IdentityWorldPipeline
-from idguide.proving.world import CATEGORIES, IDENTITIES, NUM_IDENTITIES, fresh_renders, to_uint8
+from idguide.proving.world import CATEGORIES, IDENTITIES, NUM_IDENTITIES, fresh_renders, identities_of, to_uint8
 
 COLUMNS = ["method", "budget", "scheduler", "samples", "oracle_acc", "acc_se", "twin_conf", "category_acc",
            "oracle_conf", "guide_sim", "guide_gain", "judge_sim", "judge_gain", "fd", "nfe", "scorer_fwd",
@@ -67,6 +67,33 @@ def run_all(args, pipe, guide) -> list[Sample]:
         print(f"reference {i}/{len(refs)} ({IDENTITIES[ref].name}) done, {time.time() - started:.0f} s",
               file=sys.stderr, flush=True)
     return samples
+
+
+def generator_report(pipe, judges: Judges, per_category: int, sampling: Sampling) -> str:
+    """Unguided category-prompted samples: recognisable (oracle), every identity present, realistic (FD)."""
+    use_scheduler(pipe, sampling.scheduler)
+    lines = ["| category | samples | category acc | oracle conf | identities seen (of 8) | min share | FD |",
+             "|---|---|---|---|---|---|---|"]
+    all_images = []
+    for c, name in enumerate(CATEGORIES):
+        seeds = [10_000 * (c + 1) + i for i in range(per_category)]
+        images = pipe(num_images_per_prompt=per_category, generator=generators(seeds), output_type="pt",
+                      **sampling.kwargs(c)).images
+        all_images.append(images)
+        probs = judges.oracle.probabilities(images)
+        predicted = probs.argmax(-1).numpy()
+        members = identities_of(c)
+        counts = np.array([(predicted == i).sum() for i in members])
+        fd = frechet_distance(judges.features(images), judges.render_features)
+        lines.append(f"| {name} | {per_category} | {np.isin(predicted, members).mean():.3f} | "
+                     f"{probs.max(-1).values.mean():.3f} | {(counts > 0).sum()} | {counts.min() / per_category:.3f} | "
+                     f"{fd:.2f} |")
+    images = torch.cat(all_images)
+    renders = fresh_renders([i.index for i in IDENTITIES for _ in range(len(images) // NUM_IDENTITIES)], 9_000_000)
+    floor = frechet_distance(judges.features(renders), judges.render_features)
+    lines.append(f"| all | {len(images)} | | | | | {frechet_distance(judges.features(images), judges.render_features):.2f} "
+                 f"(fresh renders, same count: {floor:.2f}) |")
+    return "\n".join(lines)
 
 
 def group_key(s: Sample) -> tuple[str, str, str]:
@@ -215,9 +242,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-n", type=int, default=32, help="largest best-of-N budget (a power of 2)")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--cfg", type=float, default=2.0)
-    parser.add_argument("--scales", default="0.05,0.1,0.2,0.4", help="identity guidance scales")
+    parser.add_argument("--scales", default="0.1,0.3,1,3", help="identity guidance scales")
     parser.add_argument("--schedulers", default="ddim,euler,dpm++,unipc",
                         help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)}")
+    parser.add_argument("--realism-samples", type=int, help="unguided samples per category for the realism table "
+                        "(default 64; 32 with --quick)")
     parser.add_argument("--render-set", type=int, metavar="N", help="write N fresh renders per identity and stop")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -236,11 +265,14 @@ def main(argv=None) -> int:
     pipe = IdentityWorldPipeline.from_weights()
     guide = load_scorer("proving-guide", device="cpu")  # through the scorer registry, like any user's scorer
     judges = Judges(guide=guide)
+    per_category = args.realism_samples or (32 if args.quick else 64)
+    realism = generator_report(pipe, judges, per_category, Sampling(args.steps, args.cfg, args.schedulers[0]))
     samples = run_all(args, pipe, guide)
     rows = table(samples, judges)
     header = (f"Proving ground: {args.references} references × {args.seeds} seeds, {args.steps} steps, CFG {args.cfg}; "
               f"prompts = categories ({', '.join(CATEGORIES)}); guided by proving-guide, judged by the oracle and "
               f"proving-judge; best-of-n on {args.schedulers[0]}; total {time.time() - started:.0f} s")
+    header += f"\n\nGenerator, unguided ({args.schedulers[0]}), per category prompt:\n\n{realism}\n\nSteering:"
     write_tables(rows, args.out, header)
     pareto(rows, args.out)
     grids(samples, rows, args.out, args.schedulers[0])

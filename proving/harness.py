@@ -21,14 +21,14 @@ from ..guidance import best_of_n
 from ..guidance.diffusers_callback import IdentityGuidanceCallback
 from ..scorers.base import Scorer
 from .judging import reference_image
-from .pipeline import TRAIN_SCHEDULE, IdentityWorldPipeline
+from .pipeline import SAMPLING_SCHEDULE, IdentityWorldPipeline
 from .world import IDENTITIES
 
 SCHEDULERS: dict[str, Callable[[], object]] = {
-    "ddim": lambda: DDIMScheduler(**TRAIN_SCHEDULE, clip_sample=True),
-    "euler": lambda: EulerDiscreteScheduler(**TRAIN_SCHEDULE),
-    "dpm++": lambda: DPMSolverMultistepScheduler(**TRAIN_SCHEDULE, algorithm_type="dpmsolver++"),
-    "unipc": lambda: UniPCMultistepScheduler(**TRAIN_SCHEDULE),
+    "ddim": lambda: DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True),
+    "euler": lambda: EulerDiscreteScheduler(**SAMPLING_SCHEDULE),
+    "dpm++": lambda: DPMSolverMultistepScheduler(**SAMPLING_SCHEDULE, algorithm_type="dpmsolver++"),
+    "unipc": lambda: UniPCMultistepScheduler(**SAMPLING_SCHEDULE),
 }
 CANDIDATE_SEED = 1000  # candidate k of task seed s uses generator seed s * 1000 + k (k = 0: the unguided sample)
 

@@ -32,8 +32,8 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets ``[N, D]`` (as FID does)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    if not np.isfinite(root).all():
+    root = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(root).all():  # singular product (few samples): nudge as FID implementations do
         eps = np.eye(len(cov_a)) * 1e-6
         root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
     root = root.real

@@ -21,8 +21,11 @@ from .world import CATEGORIES, NUM_CATEGORIES, SIZE
 
 Category = Union[int, str]
 
-# The schedule the generator was trained with; every sampler is built from this config.
+# The schedule the generator was trained with; every sampler is built from this config. Its last
+# step has ᾱ ≈ 1e-8, so samplers start at the "leading" timesteps (961 of 999 for 25 steps, as
+# Stable Diffusion's do): started at 999, DPM-Solver++, UniPC and Euler divide by √ᾱ ≈ 1e-4 and fail.
 TRAIN_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "epsilon"}
+SAMPLING_SCHEDULE = {**TRAIN_SCHEDULE, "timestep_spacing": "leading", "steps_offset": 1}
 
 
 def category_index(category: Category) -> int:
@@ -55,7 +58,7 @@ class IdentityWorldPipeline(DiffusionPipeline):
         """The shipped (or given) generator weights with a scheduler (default DDIM)."""
         from .models import load_generator
 
-        scheduler = scheduler if scheduler is not None else DDIMScheduler(**TRAIN_SCHEDULE, clip_sample=True)
+        scheduler = scheduler if scheduler is not None else DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True)
         pipe = cls(load_generator(weights).requires_grad_(False), scheduler).to(device)
         pipe.set_progress_bar_config(disable=True)
         return pipe
