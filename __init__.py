@@ -16,7 +16,7 @@ from .scorers import (
     register_scorer,
 )
 
-from .guidance import BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised
+from .guidance import Augment, BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised
 
 __version__ = "0.1.0"
 
@@ -30,13 +30,14 @@ async def comfy_entrypoint():
 
 def __getattr__(name):
     # diffusers is imported only when the callback is asked for (keeps `import idguide` light).
-    if name == "IdentityGuidanceCallback":
+    if name in ("IdentityGuidanceCallback", "steer_particles"):
         from . import guidance
 
-        return guidance.IdentityGuidanceCallback
+        return getattr(guidance, name)
     raise AttributeError(f"module 'idguide' has no attribute {name!r}")
 
 __all__ = [
+    "Augment",
     "BestOfN",
     "Embedding",
     "GuidanceSettings",
@@ -53,4 +54,5 @@ __all__ = [
     "load_image",
     "load_scorer",
     "register_scorer",
+    "steer_particles",
 ]

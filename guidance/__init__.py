@@ -1,11 +1,13 @@
 """Identity guidance (pure torch core; the diffusers adapter imports diffusers lazily)."""
 
+from .augment import Augment
 from .best_of_n import BestOfN, Sample, best_of_n
 from .decode import VaeDecoder
 from .loss import IdentityLoss
 from .step import GuidanceSettings, guided_denoised, noise_fraction
 
 __all__ = [
+    "Augment",
     "BestOfN",
     "GuidanceSettings",
     "IdentityGuidanceCallback",
@@ -15,6 +17,7 @@ __all__ = [
     "best_of_n",
     "guided_denoised",
     "noise_fraction",
+    "steer_particles",
 ]
 
 
@@ -23,4 +26,8 @@ def __getattr__(name):
         from .diffusers_callback import IdentityGuidanceCallback
 
         return IdentityGuidanceCallback
+    if name == "steer_particles":  # imports diffusers
+        from .particles import steer_particles
+
+        return steer_particles
     raise AttributeError(name)

@@ -65,14 +65,14 @@ def best_of_n(
     from tqdm.auto import tqdm
 
     ref = scorer.as_embedding(reference)
-    device = getattr(pipe, "device", torch.device("cpu"))
-    generator_device = "cpu" if device.type == "mps" else device
     samples: list[Sample] = []
     stopped = False
     with tqdm(total=n, desc="best-of-n", unit="img", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             seeds = list(range(seed + start, seed + min(start + batch_size, n)))
-            generators = [torch.Generator(generator_device).manual_seed(s) for s in seeds]
+            # CPU generators on every device (diffusers draws on the CPU and moves the noise): the
+            # documented torch.Generator().manual_seed(seed) regenerates each image, on a GPU too.
+            generators = [torch.Generator().manual_seed(s) for s in seeds]
             images = pipe(generator=generators, num_images_per_prompt=len(seeds), output_type="pt",
                           **pipe_kwargs).images
             images = images.float().clamp(0, 1)

@@ -6,6 +6,7 @@ Any callable ``latents → [B,3,H,W] in [0, 1]`` works (a tiny autoencoder for s
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -34,13 +35,24 @@ class VaeDecoder:
         self.scale_factor = scale_factor or 2 ** (len(config.block_out_channels) - 1)
         self.decode_size = decode_size
         self.unpack = unpack
+        # A VAE that asks for it (SDXL's: force_upcast) overflows in fp16: decode with an fp32 copy.
+        self.upcast = bool(getattr(config, "force_upcast", False)) and next(vae.parameters()).dtype == torch.float16
+        self._fp32 = None
+
+    def _vae(self) -> torch.nn.Module:
+        if not self.upcast:
+            return self.vae
+        if self._fp32 is None:
+            self._fp32 = copy.deepcopy(self.vae).float()
+        return self._fp32
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         if self.unpack is not None:
             latents = self.unpack(latents)
         latents = shrink_latents(latents, self.decode_size, self.scale_factor)
-        dtype = next(self.vae.parameters()).dtype
-        images = self.vae.decode((latents / self.scaling + self.shift).to(dtype)).sample
+        vae = self._vae()
+        dtype = next(vae.parameters()).dtype
+        images = vae.decode((latents / self.scaling + self.shift).to(dtype)).sample
         return (images.float() / 2 + 0.5).clamp(0, 1)
 
 

@@ -1,126 +1,74 @@
 """Identity guidance for diffusers pipelines as a ``PipelineCallback``: no pipeline edit.
 
-diffusers calls step-end callbacks after ``scheduler.step`` with the new latents only. To
-know the step's clean estimate, the callback records the arguments of ``scheduler.step``
-(model output after CFG, timestep, sample) from its first call on, so the first step of a
-run is never guided. For each guided step it computes x̂0, guides it (``guided_denoised``)
-and moves the new latents by the change of the clean estimate times the signal coefficient
-of the next noise level (√ᾱ for VP schedules, 1 for EDM sigmas, 1-σ for rectified flow):
-the guided clean image re-noised with the sampler's own noise. The recorder is removed
-after the last step.
+The guidance changes a guided step's clean estimate x̂0 *before* the scheduler uses it
+(``guidance.schedulers``): after step i the callback puts a one-step guard on
+``scheduler.step`` that replaces step i+1's model output by the one whose x̂0 is the guided
+one, then steps. Every scheduler carries the change as it would carry a better prediction —
+multistep history and UniPC's corrector included — and it is exactly what the ComfyUI patch
+does with "denoised", so a setting means the same in both. The first step of a run is never
+guided (the callback meets the pipeline after step 0).
+
+The guard removes itself when its step runs, when that step or the denoiser's forward
+raises, and does nothing if its run was abandoned (a new ``set_timesteps`` makes it stale).
 
 Supported: StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusion3Pipeline and
-FluxPipeline (packed latents), and any other pipeline that follows diffusers' callback
-conventions (``scheduler``, ``num_timesteps``, ``callback_on_step_end``) when ``decoder`` is
-given — a pixel-space pipeline's decoder is just the map to [0, 1] — with VP schedulers (DDIM, DDPM, PNDM, DPM-Solver++, UniPC;
-epsilon, v-prediction or sample), EDM-sigma schedulers (Euler, Euler ancestral, LMS) or
-flow matching (FlowMatchEuler), with or without CFG.
+FluxPipeline (packed latents), and any pipeline that follows diffusers' callback conventions
+(``scheduler``, ``num_timesteps``, ``callback_on_step_end``) when ``decoder`` is given — a
+pixel-space pipeline's decoder is the map to [0, 1]; the schedulers of
+``guidance.schedulers.SUPPORTED``; with or without CFG.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    FlowMatchEulerDiscreteScheduler,
-    FluxPipeline,
-    LMSDiscreteScheduler,
-    PNDMScheduler,
-    StableDiffusion3Pipeline,
-    StableDiffusionPipeline,
-    StableDiffusionXLPipeline,
-    UniPCMultistepScheduler,
-)
+from diffusers import FluxPipeline, StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.callbacks import PipelineCallback
 
 from ..scorers import Scorer
 from ..scorers.base import EmbeddingOrImages
+from .augment import Augment
 from .decode import VaeDecoder
 from .loss import IdentityLoss, ReferenceMode
-from .step import Decode, GuidanceSettings, guided_denoised, noise_fraction
+from .schedulers import check_scheduler, step_view
+from .step import Decode, GuidanceSettings, guided_denoised
 
 PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusion3Pipeline, FluxPipeline)
-VP_SCHEDULERS = (DDIMScheduler, DDPMScheduler, PNDMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler)
-SIGMA_SCHEDULERS = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, LMSDiscreteScheduler)
-FLOW_SCHEDULERS = (FlowMatchEulerDiscreteScheduler,)
 
 
-class StepRecorder:
-    """Stands in for ``scheduler.step``: remembers its inputs, then calls the real one."""
+class StepGuard:
+    """Stands in for ``scheduler.step`` for one step: guides that step's clean estimate, then steps."""
 
-    def __init__(self, scheduler):
-        self.scheduler = scheduler
-        self.original = scheduler.step
-        self.last: tuple | None = None
-        scheduler.step = self
+    def __init__(self, callback: "IdentityGuidanceCallback", pipeline, step_index: int):
+        self.callback, self.pipeline, self.step_index = callback, pipeline, step_index
+        self.scheduler = pipeline.scheduler
+        self.timesteps = self.scheduler.timesteps  # set_timesteps (a new run) replaces it: the guard is stale
+        self.original = self.scheduler.step
+        self.scheduler.step = self
+        denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+        self.hook = None
+        if isinstance(denoiser, torch.nn.Module):
+            self.hook = denoiser.register_forward_hook(self._after_forward, with_kwargs=True, always_call=True)
+
+    def _after_forward(self, module, args, kwargs, output):
+        if output is None:  # the forward raised: leave nothing behind
+            self.remove()
+        elif kwargs.get("img_ids") is not None:  # Flux: the packed latents' grid
+            ids = kwargs["img_ids"]
+            self.callback._flux_grid = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
 
     def __call__(self, model_output, timestep, sample, *args, **kwargs):
-        index = getattr(self.scheduler, "step_index", None)
-        self.last = (model_output.detach(), timestep, sample.detach(), index)
+        stale = self.scheduler.timesteps is not self.timesteps
+        self.remove()
+        if not stale:
+            model_output = self.callback._guided_output(self.pipeline, self.step_index, model_output, timestep, sample)
         return self.original(model_output, timestep, sample, *args, **kwargs)
 
     def remove(self) -> None:
         if self.scheduler.__dict__.get("step") is self:
             del self.scheduler.step
-        self.last = None
-
-
-@dataclass
-class Attachment:
-    pipeline: object
-    recorder: StepRecorder
-    flux_grid: tuple[int, int] | None = None
-    hook: object = None
-
-    def remove(self) -> None:
-        self.recorder.remove()
         if self.hook is not None:
             self.hook.remove()
-
-
-@dataclass(frozen=True)
-class StepTerms:
-    denoised: torch.Tensor  # x̂0 of the recorded step
-    weight: float  # w_t = σ²/(s²+σ²)
-    next_signal: float  # coefficient of x0 in the latents after the step
-
-
-def step_terms(scheduler, model_output, timestep, sample, index: int | None, step_index: int) -> StepTerms:
-    """x̂0, noise weight and next signal coefficient for one recorded scheduler step."""
-    out, x = model_output.float(), sample.float()
-    if isinstance(scheduler, FLOW_SCHEDULERS):
-        i = step_index if index is None else index
-        sigma, sigma_next = float(scheduler.sigmas[i]), float(scheduler.sigmas[i + 1])
-        return StepTerms(x - sigma * out, noise_fraction(1 - sigma, sigma), 1 - sigma_next)
-    prediction = scheduler.config.prediction_type
-    if isinstance(scheduler, SIGMA_SCHEDULERS):  # x = x0 + σ ε
-        i = step_index if index is None else index
-        sigma = float(scheduler.sigmas[i])
-        if prediction == "epsilon":
-            x0 = x - sigma * out
-        elif prediction == "v_prediction":
-            x0 = out * (-sigma / math.sqrt(sigma**2 + 1)) + x / (sigma**2 + 1)
-        else:
-            x0 = out
-        return StepTerms(x0, noise_fraction(1.0, sigma), 1.0)
-    alphas = scheduler.alphas_cumprod
-    a = float(alphas[int(timestep)])
-    timesteps = scheduler.timesteps
-    a_next = float(alphas[int(timesteps[step_index + 1])]) if step_index + 1 < len(timesteps) else 1.0
-    if prediction == "epsilon":
-        x0 = (x - math.sqrt(1 - a) * out) / math.sqrt(a)
-    elif prediction == "v_prediction":
-        x0 = math.sqrt(a) * x - math.sqrt(1 - a) * out
-    else:
-        x0 = out
-    return StepTerms(x0, noise_fraction(math.sqrt(a), math.sqrt(1 - a)), math.sqrt(a_next))
+            self.hook = None
 
 
 class IdentityGuidanceCallback(PipelineCallback):
@@ -148,23 +96,24 @@ class IdentityGuidanceCallback(PipelineCallback):
         clip: float | None = 3.0,
         reference_mode: ReferenceMode = "mean",
         decoder: Decode | None = None,
+        augment: Augment | None = None,
+        schedule: str = "constant",
     ):
         super().__init__()
-        self.settings = GuidanceSettings(scale, start, end, every, inner_steps, clip)
+        self.settings = GuidanceSettings(scale, start, end, every, inner_steps, clip, augment, schedule)
         self.register_to_config(
             scale=scale, start=start, end=end, every=every, inner_steps=inner_steps, decode_size=decode_size,
-            clip=clip, reference_mode=reference_mode, scorer=scorer.name,
+            clip=clip, reference_mode=reference_mode, scorer=scorer.name, schedule=schedule,
+            augment=None if augment is None else [augment.draws, list(augment.crop), augment.jitter],
         )
         self.loss = IdentityLoss(scorer, reference, reference_mode)
         self.decode_size = decode_size
         self.decoder = decoder
-        self._attached: Attachment | None = None
+        self._flux_grid: tuple[int, int] | None = None
+        self._vae_decoder: tuple[tuple, VaeDecoder] | None = None
 
-    # --- attaching -------------------------------------------------------------------------
-    def _attach(self, pipeline) -> Attachment:
-        if self._attached is not None and self._attached.pipeline is pipeline:
-            return self._attached
-        self.detach()
+    def check(self, pipeline) -> None:
+        """Raise ``TypeError`` for a pipeline or scheduler this callback cannot guide."""
         if not isinstance(pipeline, PIPELINES) and self.decoder is None:
             names = ", ".join(p.__name__ for p in PIPELINES)
             raise TypeError(f"IdentityGuidanceCallback decodes the latents of {names} itself; for "
@@ -172,65 +121,42 @@ class IdentityGuidanceCallback(PipelineCallback):
         if not hasattr(pipeline, "scheduler") or not hasattr(pipeline, "num_timesteps"):
             raise TypeError(f"{type(pipeline).__name__} does not follow diffusers' callback conventions "
                             "(it needs .scheduler and .num_timesteps)")
-        scheduler = pipeline.scheduler
-        if not isinstance(scheduler, VP_SCHEDULERS + SIGMA_SCHEDULERS + FLOW_SCHEDULERS):
-            names = ", ".join(s.__name__ for s in VP_SCHEDULERS + SIGMA_SCHEDULERS + FLOW_SCHEDULERS)
-            raise TypeError(f"IdentityGuidanceCallback supports the schedulers {names}; got {type(scheduler).__name__}")
-        attachment = Attachment(pipeline, StepRecorder(scheduler))
-        if isinstance(pipeline, FluxPipeline):
+        check_scheduler(pipeline.scheduler)
 
-            def record_grid(module, args, kwargs):
-                if attachment.flux_grid is None and kwargs.get("img_ids") is not None:
-                    ids = kwargs["img_ids"]
-                    attachment.flux_grid = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
-
-            attachment.hook = pipeline.transformer.register_forward_pre_hook(record_grid, with_kwargs=True)
-        self._attached = attachment
-        return attachment
-
-    def detach(self) -> None:
-        """Remove the step recorder (done automatically after a run's last step)."""
-        if self._attached is not None:
-            self._attached.remove()
-            self._attached = None
-
-    # --- the callback ----------------------------------------------------------------------
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
-        attachment = self._attach(pipeline)
-        num_steps = pipeline.num_timesteps
-        try:
-            if self.settings.active(step_index, num_steps) and attachment.recorder.last is not None:
-                callback_kwargs["latents"] = self._guide(attachment, step_index, callback_kwargs["latents"])
-        finally:
-            if step_index >= num_steps - 1:
-                self.detach()
-            else:
-                attachment.recorder.last = None
+        if step_index == 0:
+            self.check(pipeline)
+        following, num_steps = step_index + 1, pipeline.num_timesteps
+        if following < num_steps and self.settings.active(following, num_steps):
+            StepGuard(self, pipeline, following)
         return callback_kwargs
 
-    def _guide(self, attachment: Attachment, step_index: int, latents: torch.Tensor) -> torch.Tensor:
-        pipeline = attachment.pipeline
-        model_output, timestep, sample, index = attachment.recorder.last
-        terms = step_terms(pipeline.scheduler, model_output, timestep, sample, index, step_index)
-        guided = guided_denoised(terms.denoised, self._decoder(attachment), self.loss, terms.weight, self.settings)
-        if guided is terms.denoised:  # skipped (non-finite) or no-op: the run stays unguided
-            return latents
-        return latents + (terms.next_signal * (guided - terms.denoised)).to(latents.dtype)
+    def _guided_output(self, pipeline, step_index: int, model_output, timestep, sample) -> torch.Tensor:
+        view = step_view(pipeline.scheduler, model_output, timestep, sample)
+        weight = view.weight * self.settings.multiplier(step_index, pipeline.num_timesteps)
+        guided = guided_denoised(view.denoised, self._decoder(pipeline), self.loss, weight, self.settings)
+        if guided is view.denoised:  # skipped (non-finite loss, gradient or pixels): the step stays unguided
+            return model_output
+        return view.model_output_for(model_output, guided)
 
-    def _decoder(self, attachment: Attachment) -> Decode:
+    def _decoder(self, pipeline) -> Decode:
         if self.decoder is not None:
             return self.decoder
-        pipeline = attachment.pipeline
+        key = (id(pipeline), id(pipeline.vae), self._flux_grid)
+        if self._vae_decoder is None or self._vae_decoder[0] != key:  # built once per pipeline (an fp32 copy may be made)
+            self._vae_decoder = (key, self._build_decoder(pipeline))
+        return self._vae_decoder[1]
+
+    def _build_decoder(self, pipeline) -> VaeDecoder:
         unpack = None
         if isinstance(pipeline, FluxPipeline):
-            if attachment.flux_grid is None:
+            if self._flux_grid is None:
                 raise RuntimeError("Flux latent grid unknown: the transformer was not called with img_ids")
-            rows, cols = attachment.flux_grid
+            rows, cols = self._flux_grid
 
             def unpack(x: torch.Tensor) -> torch.Tensor:
                 b, _, c = x.shape
                 x = x.view(b, rows, cols, c // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
                 return x.reshape(b, c // 4, rows * 2, cols * 2)
 
-        vae = pipeline.vae
-        return VaeDecoder(vae, self.decode_size, unpack, getattr(pipeline, "vae_scale_factor", None))
+        return VaeDecoder(pipeline.vae, self.decode_size, unpack, getattr(pipeline, "vae_scale_factor", None))

@@ -12,8 +12,8 @@ against the gradient. The update, for a clean latent estimate x̂0 at noise leve
 where x_t = s_t·x0 + σ_t·ε (w_t = 1 - ᾱ_t for VP models, σ²/(1+σ²) for EDM sigmas,
 σ²/((1-σ)²+σ²) for rectified flow): strong while the estimate is blurry, fading as it
 sharpens — Universal Guidance's √(1-ᾱ_t) on ε, mapped to x̂0. ``inner_steps`` repeats the
-update from the new estimate. A non-finite loss or gradient skips the step with a warning
-and returns the input unchanged; scale 0 or a step outside the window never runs a decoder.
+update from the new estimate. Non-finite decoded pixels, loss or gradient skip the step with
+a warning and return the input unchanged; scale 0 or a step outside the window never runs a decoder.
 """
 
 from __future__ import annotations
@@ -25,15 +25,24 @@ from typing import Callable
 
 import torch
 
+from .augment import Augment
+
 Decode = Callable[[torch.Tensor], torch.Tensor]  # latents → [B,3,H,W] RGB in [0, 1]
 Loss = Callable[[torch.Tensor], torch.Tensor]  # images → per-image loss [B]
 
 
+SCHEDULES = ("constant", "decay")
+
+
 @dataclass(frozen=True)
 class GuidanceSettings:
-    """``scale``: step size (0 = off). ``start``/``end``: the guided part of the schedule, as
-    fractions of the steps. ``every``: guide every k-th step. ``inner_steps``: updates per
-    guided step. ``clip``: clamp of the normalised gradient (``None`` = off)."""
+    """``scale``: step size (0 = off). ``start``/``end``: the guided part of the sampling, as
+    fractions of its steps (step i of N is guided when start <= i/N < end — the same rule in
+    diffusers and ComfyUI). ``every``: guide every k-th step. ``inner_steps``: updates per
+    guided step. ``clip``: clamp of the normalised gradient (``None`` = off). ``augment``:
+    average the loss over random views of the decoded image (``Augment``; ``None`` = one
+    plain view). ``schedule``: ``"constant"`` scale, or ``"decay"`` linearly to 0 over the
+    guided part."""
 
     scale: float = 1.0
     start: float = 0.0
@@ -41,6 +50,8 @@ class GuidanceSettings:
     every: int = 1
     inner_steps: int = 1
     clip: float | None = 3.0
+    augment: Augment | None = None
+    schedule: str = "constant"
 
     def __post_init__(self):
         if not math.isfinite(self.scale):
@@ -51,6 +62,8 @@ class GuidanceSettings:
             raise ValueError(f"every and inner_steps must be >= 1, got {self.every} and {self.inner_steps}")
         if self.clip is not None and self.clip <= 0:
             raise ValueError(f"clip must be positive or None, got {self.clip}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
     def active(self, step_index: int, num_steps: int) -> bool:
         """Whether step ``step_index`` (0-based) of ``num_steps`` is guided."""
@@ -58,6 +71,13 @@ class GuidanceSettings:
             return False
         fraction = step_index / num_steps
         return self.start <= fraction < self.end and step_index % self.every == 0
+
+    def multiplier(self, step_index: int, num_steps: int) -> float:
+        """The schedule's factor on ``scale`` at a guided step."""
+        if self.schedule == "constant" or num_steps <= 0:
+            return 1.0
+        span = max(self.end - self.start, 1e-12)
+        return max(0.0, 1.0 - (step_index / num_steps - self.start) / span)
 
 
 def noise_fraction(signal: float, noise: float) -> float:
@@ -81,9 +101,19 @@ def guided_denoised(
         return denoised
     with torch.inference_mode(False), torch.enable_grad():
         x = denoised.detach().clone()
-        for _ in range(settings.inner_steps):
+        for inner in range(settings.inner_steps):
             x.requires_grad_(True)
-            value = loss(decode(x)).sum()
+            images = decode(x)
+            if not torch.isfinite(images).all():  # e.g. an fp16 VAE overflowing
+                warnings.warn("identity guidance: the decoder gave non-finite pixels, step skipped",
+                              RuntimeWarning, stacklevel=2)
+                return denoised
+            if settings.augment is not None and settings.augment.draws > 0:
+                # New views at every step and inner step, the same ones on a rerun.
+                views = settings.augment(images, torch.Generator().manual_seed(int(weight * 1e9) + inner))
+                value = loss(views).sum() / settings.augment.draws
+            else:
+                value = loss(images).sum()
             if not torch.isfinite(value):
                 warnings.warn(f"identity guidance: loss is {value.item()}, step skipped", RuntimeWarning, stacklevel=2)
                 return denoised

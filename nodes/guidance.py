@@ -1,7 +1,9 @@
 """Identity Guidance: a MODEL patch (post-CFG function) that works with every stock sampler.
 
 Like ComfyUI's PAG / APG patches: clone the model, register one closure. The closure moves
-the CFG result ("denoised", the clean estimate) with ``guidance.guided_denoised``; the
+the CFG result ("denoised", the clean estimate) with ``guidance.guided_denoised`` before the
+sampler uses it — the rule the diffusers callback follows too: step i of N is guided when
+start <= i/N < end (fractions of the steps, i counted in the sampler's sigmas); the
 decoder is a gradient-capable copy of the VAE's decoder (ComfyUI loads weights as
 inference tensors, which cannot take part in a backward pass). The scorer and that copy are
 additional models of the patched MODEL, so ComfyUI loads and frees them with it. Scale 0 returns the model
@@ -73,8 +75,10 @@ class IdentityGuidance(io.ComfyNode):
                 ReferenceSocket.Input("reference"),
                 io.Float.Input("scale", default=1.0, min=0.0, max=20.0, step=0.05,
                                tooltip="step size of the update on the clean latent (0 = off)"),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01),
-                io.Float.Input("end_percent", default=0.5, min=0.0, max=1.0, step=0.01),
+                io.Float.Input("start", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="first guided step, as a fraction of the sampling steps (as in diffusers)"),
+                io.Float.Input("end", default=0.5, min=0.0, max=1.0, step=0.01,
+                               tooltip="guidance stops at this fraction of the sampling steps"),
                 io.Int.Input("every", default=1, min=1, max=100, tooltip="guide every k-th step"),
                 io.Int.Input("inner_steps", default=1, min=1, max=10),
                 io.Int.Input("decode_size", default=512, min=64, max=4096, step=64,
@@ -84,21 +88,16 @@ class IdentityGuidance(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, vae, reference, scale, start_percent, end_percent, every, inner_steps,
-                decode_size) -> io.NodeOutput:
-        if start_percent > end_percent:
-            raise ValueError(f"Identity Guidance: start_percent {start_percent} is after end_percent {end_percent}")
+    def execute(cls, model, vae, reference, scale, start, end, every, inner_steps, decode_size) -> io.NodeOutput:
+        if start > end:
+            raise ValueError(f"start {start} is after end {end}")
         if scale == 0:
             return io.NodeOutput(model)
         import comfy.model_sampling
 
-        settings = GuidanceSettings(scale=scale, start=start_percent, end=end_percent, every=every,
-                                    inner_steps=inner_steps)
+        settings = GuidanceSettings(scale=scale, start=start, end=end, every=every, inner_steps=inner_steps)
         decoder = decoder_for(vae, decode_size)
-        sampling = model.get_model_object("model_sampling")
-        sigma_start = float(sampling.percent_to_sigma(start_percent))
-        sigma_end = float(sampling.percent_to_sigma(end_percent))
-        flow = isinstance(sampling, comfy.model_sampling.CONST)
+        flow = isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
         m = model.clone()
         # Loaded with the diffusion model before sampling, so ComfyUI budgets their memory together.
         m.set_additional_models("idguide", [reference.handle.patcher, decoder.patcher])
@@ -106,12 +105,15 @@ class IdentityGuidance(io.ComfyNode):
         def post_cfg_function(args):
             denoised, base = args["denoised"], args["model"]
             sigma = float(args["sigma"].flatten()[0])
-            if not (sigma_end < sigma <= sigma_start):
+            sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
+            index = step_position(sigmas, sigma)
+            if index is None:
+                raise RuntimeError("Identity Guidance needs the sampler's sigmas (transformer_options['sample_sigmas']), "
+                                   "which every stock sampler node provides")
+            num_steps = len(sigmas) - 1
+            if not settings.active(index, num_steps):
                 return denoised
-            index = step_position(args["model_options"].get("transformer_options", {}).get("sample_sigmas"), sigma)
-            if index is not None and index % every:
-                return denoised
-            weight = noise_fraction(1.0 - sigma if flow else 1.0, sigma)
+            weight = noise_fraction(1.0 - sigma if flow else 1.0, sigma) * settings.multiplier(index, num_steps)
             decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
             reference.handle.load()
             return guided_denoised(denoised, decode, reference, weight, settings)

@@ -19,6 +19,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 
 from ..guidance import best_of_n
 from ..guidance.diffusers_callback import IdentityGuidanceCallback
+from ..guidance.particles import steer_particles
 from ..scorers.base import Scorer
 from .judging import reference_image
 from .pipeline import SAMPLING_SCHEDULE, IdentityWorldPipeline
@@ -140,9 +141,9 @@ def unguided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], samplin
 
 
 def guided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], sampling: Sampling, scale: float,
-           **settings) -> list[Sample]:
+           method: str = "guidance", **settings) -> list[Sample]:
     """Identity guidance (``IdentityGuidanceCallback``) toward the reference image; ``settings``
-    go to the callback (``start``, ``end``, ``every``, ``inner_steps``, ``clip``)."""
+    go to the callback (``start``, ``end``, ``every``, ``inner_steps``, ``clip``, ``augment``, ``schedule``)."""
     use_scheduler(pipe, sampling.scheduler)
     counter = Counter(pipe, scorer)
     try:
@@ -157,7 +158,7 @@ def guided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], sampling:
     finally:
         counter.remove()
     budget = f"scale={scale:g} {sampling.scheduler}"
-    return [Sample(img, reference, s, "guidance", budget, sampling.scheduler, compute) for img, s in zip(images, seeds)]
+    return [Sample(img, reference, s, method, budget, sampling.scheduler, compute) for img, s in zip(images, seeds)]
 
 
 def best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
@@ -181,3 +182,18 @@ def best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
         out.append(Sample(best.image, reference, seed, "best-of-n", f"n={n}", sampling.scheduler,
                           per_candidate.scaled(n)))
     return out
+
+
+def particles(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, k: int, **options) -> Sample:
+    """Particle steering (``steer_particles``) with k particles; the best final particle is the sample."""
+    use_scheduler(pipe, sampling.scheduler)
+    counter = Counter(pipe, scorer)
+    try:
+        started = time.perf_counter()
+        result = steer_particles(pipe, scorer, reference_image(reference)[None], particles=k,
+                                 seed=seed * CANDIDATE_SEED, decoder=counter.decoder(pipe.decode), decode_size=None,
+                                 **sampling.kwargs(IDENTITIES[reference].category), **options)
+        compute = counter.compute(1, time.perf_counter() - started)
+    finally:
+        counter.remove()
+    return Sample(result.samples[0].image, reference, seed, "particles", f"k={k}", sampling.scheduler, compute)

@@ -109,7 +109,7 @@ def test_unsupported_pipeline_and_scheduler(tmp_path, scorer, reference):
     from pipelines import sd15
 
     cb = IdentityGuidanceCallback(scorer, reference, **GUIDE)
-    with pytest.raises(TypeError, match="supports StableDiffusionPipeline"):
+    with pytest.raises(TypeError, match="decodes the latents of StableDiffusionPipeline"):
         cb(object(), 0, 0, {"latents": torch.zeros(1)})
     pipe = sd15(tmp_path, scheduler=HeunDiscreteScheduler())
     with pytest.raises(TypeError, match="supports the schedulers .*got HeunDiscreteScheduler"):
@@ -177,3 +177,44 @@ def test_guided_denoised_core_rule():
     assert guided_denoised(x0, lambda z: z, loss, 0.5, GuidanceSettings(scale=0.0)) is x0
     with pytest.raises(ValueError, match="start <= end"):
         GuidanceSettings(start=0.8, end=0.2)
+
+
+def test_an_exception_mid_run_leaves_nothing_behind(tmp_path, scorer, reference):
+    """The step guard is gone after a run that a failing denoiser (or step) aborts; the next run is clean."""
+    from pipelines import sd15
+
+    pipe = sd15(tmp_path)
+    cb = IdentityGuidanceCallback(scorer, reference, **GUIDE)
+    calls = []
+
+    def fail_third_call(module, args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+
+    handle = pipe.unet.register_forward_pre_hook(fail_third_call)
+    with pytest.raises(RuntimeError, match="boom"):
+        generate(pipe, "sd15", 3, cb)
+    handle.remove()
+    assert "step" not in pipe.scheduler.__dict__ and not pipe.unet._forward_hooks
+    broken_step = cb._guided_output
+    cb._guided_output = lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())  # fails inside the guarded step
+    with pytest.raises(KeyboardInterrupt):
+        generate(pipe, "sd15", 3, cb)
+    cb._guided_output = broken_step
+    assert "step" not in pipe.scheduler.__dict__ and not pipe.unet._forward_hooks
+    assert torch.equal(generate(pipe, "sd15", 4, cb), generate(pipe, "sd15", 4, IdentityGuidanceCallback(
+        scorer, reference, **GUIDE)))
+
+
+def test_non_finite_pixels_skip_the_step(tmp_path, scorer, reference):
+    from pipelines import sd15
+
+    pipe = sd15(tmp_path)
+    cb = IdentityGuidanceCallback(scorer, reference, decoder=lambda z: torch.full((z.shape[0], 3, 16, 16), float("nan")),
+                                  **GUIDE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = generate(pipe, "sd15", 9, cb)
+    assert torch.equal(images, generate(pipe, "sd15", 9))
+    assert any("non-finite pixels" in str(w.message) for w in caught)

@@ -145,11 +145,11 @@ def test_guidance_patch_is_the_model_itself_at_scale_zero(comfy, nearid, batch):
     nodes, _ = comfy
     reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
     model = object()
-    assert run(nodes.IdentityGuidance, model=model, vae=None, reference=reference, scale=0.0, start_percent=0.0,
-               end_percent=0.5, every=1, inner_steps=1, decode_size=512)[0] is model
-    with pytest.raises(ValueError, match="Identity Guidance: start_percent 0.6 is after end_percent 0.5"):
-        run(nodes.IdentityGuidance, model=model, vae=None, reference=reference, scale=1.0, start_percent=0.6,
-            end_percent=0.5, every=1, inner_steps=1, decode_size=512)
+    assert run(nodes.IdentityGuidance, model=model, vae=None, reference=reference, scale=0.0, start=0.0,
+               end=0.5, every=1, inner_steps=1, decode_size=512)[0] is model
+    with pytest.raises(ValueError, match="start 0.6 is after end 0.5"):
+        run(nodes.IdentityGuidance, model=model, vae=None, reference=reference, scale=1.0, start=0.6,
+            end=0.5, every=1, inner_steps=1, decode_size=512)
 
 
 # --- the guidance patch in ComfyUI's own model classes and samplers -------------------------------------
@@ -240,8 +240,8 @@ def test_guidance_patch_moves_each_model_type_with_each_sampler(comfy, nearid, v
     reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
 
     def guided(scale):
-        return run(nodes.IdentityGuidance, model=patcher, vae=vae, reference=reference, scale=scale, start_percent=0.0,
-                   end_percent=1.0, every=1, inner_steps=1, decode_size=512)[0]
+        return run(nodes.IdentityGuidance, model=patcher, vae=vae, reference=reference, scale=scale, start=0.0,
+                   end=1.0, every=1, inner_steps=1, decode_size=512)[0]
 
     with torch.inference_mode():  # as ComfyUI executes nodes
         plain = sample(patcher, channels, positive, negative, how)

@@ -76,7 +76,7 @@ def test_guidance_and_best_of_8_raise_oracle_accuracy_over_unguided(pipe, judges
     plain, steered, best = [], [], []
     for ref in REFERENCES:
         plain += unguided(pipe, guide, ref, SEEDS, SAMPLING)
-        steered += guided(pipe, guide, ref, SEEDS, SAMPLING, scale=0.2)
+        steered += guided(pipe, guide, ref, SEEDS, SAMPLING, scale=2.0, end=0.8)
         for seed in SEEDS:
             best += best_of(pipe, guide, ref, seed, SAMPLING, [8])
     accuracy = {name: oracle_accuracy(judges, s) for name, s in
@@ -90,7 +90,7 @@ def test_guidance_and_best_of_8_raise_oracle_accuracy_over_unguided(pipe, judges
 
 def test_callback_needs_a_decoder_for_other_pipelines(pipe):
     scorer = idguide.load_scorer("proving-guide", device="cpu")
-    callback = IdentityGuidanceCallback(scorer, reference_image(0)[None], scale=0.2)
+    callback = IdentityGuidanceCallback(scorer, reference_image(0)[None], scale=2.0)
     with pytest.raises(TypeError, match="pass decoder="):
         pipe(prompt=0, num_inference_steps=3, output_type="pt", callback_on_step_end=callback)
 
@@ -223,3 +223,34 @@ def test_benchmark_writes_every_output(tmp_path):
     renders = np.load(tmp_path / "renders.npz")
     assert renders["images"].shape == (2 * NUM_IDENTITIES, 32, 32, 3)
     assert list(renders["identity"][:4]) == [0, 0, 1, 1] and renders["category"][-1] == 3
+
+
+def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, judges):
+    from idguide.proving.harness import particles
+
+    refs, seeds = REFERENCES, SEEDS[:2]
+    plain = [s for ref in refs for s in unguided(pipe, judges.guide, ref, seeds, SAMPLING)]
+    steered = [particles(pipe, judges.guide, ref, seed, SAMPLING, k=8) for ref in refs for seed in seeds]
+    accuracy = oracle_accuracy(judges, plain), oracle_accuracy(judges, steered)
+    print(f"\noracle identity accuracy on {len(plain)} tasks: unguided {accuracy[0]:.3f}, particles (k=8) {accuracy[1]:.3f}")
+    assert accuracy[1] >= accuracy[0] + 0.25, accuracy
+    assert all(s.compute.scorer_backward == 0 and s.compute.nfe == 8 * SAMPLING.nfe for s in steered)
+
+
+def test_resampling_reorders_a_multistep_samplers_history():
+    from diffusers import DPMSolverMultistepScheduler
+
+    from idguide.guidance.particles import resample_state
+
+    scheduler = DPMSolverMultistepScheduler()
+    scheduler.set_timesteps(5)
+    x = torch.randn(3, 2, 4, 4)
+    for t in scheduler.timesteps[:2]:
+        x = scheduler.step(torch.randn_like(x), t, x).prev_sample
+    before = [m.clone() for m in scheduler.model_outputs]
+    timesteps = scheduler.timesteps.clone()
+    order = torch.tensor([2, 2, 0])
+    resample_state(scheduler, order, 3)
+    for old, new in zip(before, scheduler.model_outputs):
+        assert torch.equal(new, old[order])
+    assert torch.equal(scheduler.timesteps, timesteps)  # the schedule is not per particle

@@ -1,0 +1,146 @@
+"""Particle steering: Feynman–Kac steering (Singhal et al., 2025) toward a reference identity.
+
+The batch is k particles sampled together. At chosen steps each particle's clean estimate is
+decoded and scored against the reference; the particles are resampled with weights
+``exp(λ · potential)`` — ``"difference"``: the score's gain since the last resampling,
+``"value"``: the score itself — so promising paths are copied and poor ones dropped. Nothing
+is differentiated: it works with any scorer, model, sampler and precision, and the sampler's
+multistep history is resampled with the particles. ``steer_particles`` runs it and returns
+the particles ranked by their final score.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers.callbacks import PipelineCallback
+
+from ..scorers import Scorer
+from ..scorers.base import EmbeddingOrImages
+from .best_of_n import BestOfN, Sample
+from .loss import IdentityLoss
+from .schedulers import step_view
+from .step import Decode
+
+POTENTIALS = ("difference", "value")
+# Per-particle tensors a sampler keeps between steps (multistep solvers, PNDM, LMS).
+SAMPLER_STATE = ("model_outputs", "last_sample", "sample", "ets", "cur_sample", "derivatives", "prev_derivative")
+
+
+class Recorder:
+    """Stands in for ``scheduler.step`` for one step: keeps that step's clean estimate."""
+
+    def __init__(self, scheduler):
+        self.scheduler, self.original, self.denoised = scheduler, scheduler.step, None
+        scheduler.step = self
+
+    def __call__(self, model_output, timestep, sample, *args, **kwargs):
+        self.remove()
+        self.denoised = step_view(self.scheduler, model_output, timestep, sample).denoised
+        return self.original(model_output, timestep, sample, *args, **kwargs)
+
+    def remove(self) -> None:
+        if self.scheduler.__dict__.get("step") is self:
+            del self.scheduler.step
+
+
+def resample_state(scheduler, index: torch.Tensor, batch: int) -> None:
+    """Reorder the sampler's per-particle history like the particles."""
+    for name in SAMPLER_STATE:
+        value = getattr(scheduler, name, None)
+        if isinstance(value, torch.Tensor) and value.shape[:1] == (batch,):
+            setattr(scheduler, name, value[index.to(value.device)])
+        elif isinstance(value, list):
+            setattr(scheduler, name, [v[index.to(v.device)] if isinstance(v, torch.Tensor) and v.shape[:1] == (batch,)
+                                      else v for v in value])
+
+
+class ParticleSteering(PipelineCallback):
+    """``pipe(..., num_images_per_prompt=k, callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])``.
+
+    ``every``: resample every k-th step within ``[start, end)`` (fractions of the steps).
+    ``temperature`` λ: how strongly scores pick particles (0 = no selection). ``decoder``:
+    latents → images in [0, 1] (default: the pipeline's VAE). ``seed`` makes resampling repeatable.
+    """
+
+    tensor_inputs = ["latents"]
+
+    def __init__(self, scorer: Scorer, reference: EmbeddingOrImages, every: int = 4, start: float = 0.0,
+                 end: float = 0.8, temperature: float = 20.0, potential: str = "difference",
+                 decoder: Decode | None = None, decode_size: int | None = 512, seed: int = 0):
+        super().__init__()
+        if potential not in POTENTIALS:
+            raise ValueError(f"potential must be one of {', '.join(POTENTIALS)}, got {potential!r}")
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        if not 0.0 <= start <= end <= 1.0:
+            raise ValueError(f"need 0 <= start <= end <= 1, got start={start}, end={end}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
+                                decode_size=decode_size, seed=seed, scorer=scorer.name)
+        self.loss = IdentityLoss(scorer, reference)
+        self.decoder, self.decode_size = decoder, decode_size
+        self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
+        self.seed = seed
+        self._recorder: Recorder | None = None
+        self._previous: torch.Tensor | None = None
+        self.resamplings = 0  # how many times particles were resampled in the last run
+        self.scored = 0  # particle scorings in the last run
+
+    def _resamples_at(self, step_index: int, num_steps: int) -> bool:
+        return step_index > 0 and self.start <= step_index / num_steps < self.end and step_index % self.every == 0
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        num_steps = pipeline.num_timesteps
+        if step_index == 0:
+            self._previous, self.resamplings, self.scored = None, 0, 0
+            self._generator = torch.Generator().manual_seed(self.seed)
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None and recorder.denoised is not None:
+            callback_kwargs["latents"] = self._resample(pipeline, recorder.denoised, callback_kwargs["latents"])
+        if step_index + 1 < num_steps and self._resamples_at(step_index + 1, num_steps):
+            self._recorder = Recorder(pipeline.scheduler)
+        return callback_kwargs
+
+    @torch.no_grad()
+    def _resample(self, pipeline, denoised: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        decode = self.decoder or _vae_decoder(pipeline, self.decode_size)
+        with torch.inference_mode():
+            scores = 1.0 - self.loss(decode(denoised).float()).float().cpu()
+        self.scored += len(scores)
+        value = scores - self._previous if (self.potential == "difference" and self._previous is not None) else scores
+        logits = self.temperature * torch.nan_to_num(value, nan=-1e4)
+        index = torch.multinomial(torch.softmax(logits, 0), len(scores), replacement=True, generator=self._generator)
+        self._previous = scores[index]
+        self.resamplings += 1
+        resample_state(pipeline.scheduler, index, len(scores))
+        return latents[index.to(latents.device)]
+
+
+def _vae_decoder(pipeline, decode_size):
+    from .decode import VaeDecoder
+
+    return VaeDecoder(pipeline.vae, decode_size, None, getattr(pipeline, "vae_scale_factor", None))
+
+
+def steer_particles(pipe, scorer: Scorer, reference: EmbeddingOrImages, particles: int = 8, seed: int = 0,
+                    keep: int = 1, **options) -> BestOfN:
+    """Sample ``particles`` together (generator seeds ``seed .. seed+k-1``) with particle steering and
+    return them ranked by their final score. ``options`` go to ``ParticleSteering`` when it takes
+    them (``every``, ``temperature``, ``decoder``, …) and to the pipeline otherwise."""
+    import inspect
+
+    names = set(inspect.signature(ParticleSteering).parameters)
+    steering = {k: options.pop(k) for k in list(options) if k in names}
+    callback = ParticleSteering(scorer, reference, seed=seed, **steering)
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(particles)]
+    images = pipe(num_images_per_prompt=particles, generator=generators, output_type="pt",
+                  callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"], **options).images
+    images = images.float().clamp(0, 1)
+    with torch.inference_mode():
+        scores = scorer.score(callback.loss.reference, images.to(scorer.device)).float().cpu().tolist()
+    samples = sorted((Sample(img, s, seed, i) for i, (img, s) in enumerate(zip(images.cpu(), scores))),
+                     key=lambda s: s.score, reverse=True)
+    return BestOfN(samples[:keep], particles, False, scores)

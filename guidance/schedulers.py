@@ -1,0 +1,121 @@
+"""Each diffusers scheduler's own clean estimate of a step, and how to hand it a guided one.
+
+Identity guidance changes the clean estimate x̂0 *before* the scheduler uses it: the model
+output is replaced by the one for which the scheduler's own computation gives the guided x̂0'.
+Every sampler — single-step, multistep (DPM-Solver++, UniPC with its corrector), ancestral —
+then carries the change forward as it would carry a better prediction, and the ComfyUI patch
+(which changes "denoised" before the sampler sees it) means exactly the same thing.
+
+x̂0 comes from the scheduler's own arithmetic: ``convert_model_output`` for DPM-Solver and
+UniPC (any prediction type they accept, flow included; Karras/exponential/flow sigmas from
+``scheduler.sigmas``), the formulas their ``step`` uses for the others (tested against the
+``pred_original_sample`` they return). x̂0 is affine in the model output, so the replacement
+is ``out + (x̂0' - x̂0) / c`` with ``c = ∂x̂0/∂out`` measured by the same computation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+SUPPORTED = {
+    # name: prediction types it accepts here
+    "DDIMScheduler": ("epsilon", "v_prediction", "sample"),
+    "DDPMScheduler": ("epsilon", "v_prediction", "sample"),
+    "EulerDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
+    "EulerAncestralDiscreteScheduler": ("epsilon", "v_prediction", "sample"),
+    "DPMSolverMultistepScheduler": ("epsilon", "v_prediction", "sample", "flow_prediction"),
+    "UniPCMultistepScheduler": ("epsilon", "v_prediction", "sample", "flow_prediction"),
+    "FlowMatchEulerDiscreteScheduler": ("flow",),
+}
+
+
+def check_scheduler(scheduler) -> None:
+    """Refuse, with a clear error, a scheduler whose clean estimate IDGuide cannot hand back."""
+    name = type(scheduler).__name__
+    if name not in SUPPORTED:
+        raise TypeError(f"identity guidance supports the schedulers {', '.join(SUPPORTED)}; got {name}")
+    prediction = getattr(scheduler.config, "prediction_type", "flow")
+    if prediction not in SUPPORTED[name] and name != "FlowMatchEulerDiscreteScheduler":
+        raise TypeError(f"identity guidance: {name} with prediction_type={prediction!r} is not supported "
+                        f"(supported: {', '.join(SUPPORTED[name])})")
+    if getattr(scheduler.config, "thresholding", False):
+        raise TypeError(f"identity guidance: {name} with thresholding=True is not supported "
+                        "(dynamic thresholding makes the clean estimate non-linear in the model output)")
+    if name == "DPMSolverMultistepScheduler" and scheduler.config.algorithm_type not in ("dpmsolver++", "sde-dpmsolver++"):
+        raise TypeError("identity guidance: DPMSolverMultistepScheduler needs algorithm_type 'dpmsolver++' or "
+                        f"'sde-dpmsolver++' (it predicts x0); got {scheduler.config.algorithm_type!r}")
+    if name == "UniPCMultistepScheduler" and not scheduler.config.predict_x0:
+        raise TypeError("identity guidance: UniPCMultistepScheduler needs predict_x0=True")
+
+
+@dataclass(frozen=True)
+class StepView:
+    denoised: torch.Tensor  # x̂0 as the scheduler computes it
+    weight: float  # w_t = σ²/(s²+σ²) for x_t = s·x0 + σ·ε
+    gain: float  # ∂x̂0/∂(model output), a scalar
+    limit: float | None = None  # the range the scheduler clips x̂0 to (DDIM, DDPM clip_sample)
+
+    def model_output_for(self, model_output: torch.Tensor, guided: torch.Tensor) -> torch.Tensor:
+        """The model output for which the scheduler computes ``guided`` as x̂0.
+
+        A clipping scheduler clips x̂0 but keeps the noise the model output implies, so a
+        guided x̂0 outside its range would push the sample the wrong way: it is clipped here.
+        """
+        if self.limit is not None:
+            guided = guided.clamp(-self.limit, self.limit)
+        return model_output + ((guided - self.denoised) / self.gain).to(model_output.dtype)
+
+
+def _index(scheduler, timestep) -> int:
+    if getattr(scheduler, "step_index", None) is None:
+        scheduler._init_step_index(timestep)
+    return scheduler.step_index
+
+
+def _vp(out: torch.Tensor, x: torch.Tensor, alpha: float, sigma: float, prediction: str) -> torch.Tensor:
+    """x = alpha·x0 + sigma·ε."""
+    if prediction == "epsilon":
+        return (x - sigma * out) / alpha
+    if prediction == "v_prediction":
+        return alpha * x - sigma * out
+    return out
+
+
+def estimator(scheduler, timestep, sample: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, float]:
+    """``(x̂0 of a model output, signal s_t, noise σ_t)`` for the step the scheduler is about to take."""
+    name = type(scheduler).__name__
+    x = sample.float()
+    if name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler"):
+        i = _index(scheduler, timestep)
+        alpha, sigma = scheduler._sigma_to_alpha_sigma_t(scheduler.sigmas[i])
+        return (lambda out: scheduler.convert_model_output(out, sample=sample).float()), float(alpha), float(sigma)
+    if name == "FlowMatchEulerDiscreteScheduler":
+        sigma = float(scheduler.sigmas[_index(scheduler, timestep)])
+        return (lambda out: x - sigma * out.float()), 1.0 - sigma, sigma
+    prediction = scheduler.config.prediction_type
+    if name in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler"):  # x = x0 + σ ε (scaled input)
+        sigma = float(scheduler.sigmas[_index(scheduler, timestep)])
+        if prediction == "epsilon":
+            return (lambda out: x - sigma * out.float()), 1.0, sigma
+        if prediction == "v_prediction":
+            return (lambda out: out.float() * (-sigma / math.sqrt(sigma**2 + 1)) + x / (sigma**2 + 1)), 1.0, sigma
+        return (lambda out: out.float()), 1.0, sigma
+    a = float(scheduler.alphas_cumprod[int(timestep)])  # DDIM, DDPM: the timestep indexes the training schedule
+    alpha, sigma = math.sqrt(a), math.sqrt(1 - a)
+    return (lambda out: _vp(out.float(), x, alpha, sigma, prediction)), alpha, sigma
+
+
+def step_view(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> StepView:
+    x0_of, signal, noise = estimator(scheduler, timestep, sample)
+    denoised = x0_of(model_output)
+    probe = x0_of(model_output + 1.0) - denoised
+    gain = float(probe.mean())
+    if not math.isfinite(gain) or abs(gain) < 1e-12:
+        gain = float("nan")
+    weight = noise * noise / (signal * signal + noise * noise)
+    limit = float(scheduler.config.clip_sample_range) if getattr(scheduler.config, "clip_sample", False) else None
+    return StepView(denoised, weight, gain, limit)
