@@ -26,7 +26,9 @@ import torch
 
 from idguide import load_scorer
 from idguide.evaluation.draw import pyplot
-from idguide.proving.harness import SCHEDULERS, Sample, Sampling, best_of, generators, guided, unguided, use_scheduler
+from idguide import Augment
+from idguide.proving.harness import (SCHEDULERS, Sample, Sampling, best_of, generators, guided, particles, unguided,
+                                     use_scheduler)
 from idguide.proving.judging import Judges, frechet_distance, reference_image
 from idguide.proving.pipeline import IdentityWorldPipeline
 from idguide.proving.world import CATEGORIES, IDENTITIES, NUM_IDENTITIES, fresh_renders, identities_of, to_uint8
@@ -51,6 +53,7 @@ def reference_identities(count: int) -> list[int]:
 def run_all(args, pipe, guide) -> list[Sample]:
     refs, seeds = reference_identities(args.references), list(range(1, args.seeds + 1))
     budgets = [2**k for k in range(int(math.log2(args.max_n)) + 1)]
+    window = {"end": args.guide_end}
     for name in args.schedulers:  # warm-up, so the first method timed pays no one-off costs
         unguided(pipe, guide, refs[0], [0], Sampling(2, args.cfg, name))
     samples: list[Sample] = []
@@ -59,11 +62,15 @@ def run_all(args, pipe, guide) -> list[Sample]:
         default = Sampling(args.steps, args.cfg, args.schedulers[0])
         for seed in seeds:
             samples += best_of(pipe, guide, ref, seed, default, budgets)
+            samples += [particles(pipe, guide, ref, seed, default, k) for k in args.particles]
         for name in args.schedulers:
             sampling = Sampling(args.steps, args.cfg, name)
             samples += unguided(pipe, guide, ref, seeds, sampling)
             for scale in args.scales:
-                samples += guided(pipe, guide, ref, seeds, sampling, scale)
+                samples += guided(pipe, guide, ref, seeds, sampling, scale, **window)
+        for scale in args.scales:  # the defences, on the default scheduler
+            samples += guided(pipe, guide, ref, seeds, default, scale, "guidance+augment", augment=Augment(4), **window)
+            samples += guided(pipe, guide, ref, seeds, default, scale, "guidance+decay", schedule="decay", **window)
         print(f"reference {i}/{len(refs)} ({IDENTITIES[ref].name}) done, {time.time() - started:.0f} s",
               file=sys.stderr, flush=True)
     return samples
@@ -162,8 +169,12 @@ def pareto(rows: list[dict], out: Path) -> None:
         if row["method"] == "best-of-n":
             lines.setdefault("best-of-n", []).append(row)
         elif row["method"] != "renders":
-            name = "unguided" if row["method"] == "unguided" else row["method"]
-            for method in ({"guidance"} if name == "unguided" else {name}):
+            if row["method"] == "particles":
+                lines.setdefault("particles", []).append(row)
+                continue
+            guided_methods = {r["method"] for r in rows if r["method"].startswith("guidance")
+                              and r["scheduler"] == row["scheduler"]}
+            for method in (guided_methods if row["method"] == "unguided" else {row["method"]}):
                 lines.setdefault(f"{method} ({row['scheduler']})", []).append(row)
     for axis, (label, cost) in zip(axes, (
             ("seconds per sample (this CPU)", lambda r: r["seconds"]),
@@ -242,7 +253,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-n", type=int, default=32, help="largest best-of-N budget (a power of 2)")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--cfg", type=float, default=2.0)
-    parser.add_argument("--scales", default="0.1,0.3,1,3", help="identity guidance scales")
+    parser.add_argument("--scales", default="0.5,1,2,4", help="identity guidance scales")
+    parser.add_argument("--guide-end", type=float, default=0.8, help="guided part of the steps: [0, END)")
+    parser.add_argument("--particles", default="2,4,8,16", help="particle-steering budgets k ('' = none)")
     parser.add_argument("--schedulers", default="ddim,euler,dpm++,unipc",
                         help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)}")
     parser.add_argument("--realism-samples", type=int, help="unguided samples per category for the realism table "
@@ -256,6 +269,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.references, args.seeds, args.max_n = 4, 4, 16
     args.scales = [float(x) for x in args.scales.split(",")]
+    args.particles = [int(x) for x in args.particles.split(",") if x]
     args.schedulers = args.schedulers.split(",")
     for name in args.schedulers:
         if name not in SCHEDULERS:

@@ -19,13 +19,15 @@ class IdentityBestOfN(io.ComfyNode):
             node_id="IDGuideBestOfN",
             display_name="Identity Best-of-N Sampler",
             category="idguide",
-            description="Samples N images (seed, seed+1, ...; each regenerates alone with KSampler and its seed), "
+            description="Samples N images (seed, seed+1, ...; each is what a KSampler with its seed gives, for every "
+                        "sampler, inpainting and img2img included), "
                         "scores each once against the reference and returns the K most faithful, best first.",
             inputs=[
                 io.Model.Input("model"),
                 io.Conditioning.Input("positive"),
                 io.Conditioning.Input("negative"),
-                io.Latent.Input("latent_image", tooltip="batch size 1: N samples are drawn from it"),
+                io.Latent.Input("latent_image", tooltip="batch size 1: N samples are drawn from it (its noise mask "
+                                "and batch index are honoured, as in KSampler)"),
                 io.Vae.Input("vae"),
                 ReferenceSocket.Input("reference"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
@@ -38,6 +40,8 @@ class IdentityBestOfN(io.ComfyNode):
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="below 1: img2img from latent_image, as in KSampler"),
             ],
             outputs=[
                 io.Image.Output(display_name="images"),
@@ -49,25 +53,30 @@ class IdentityBestOfN(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reference, seed, n, batch_size, keep,
-                threshold, steps, cfg, sampler_name, scheduler) -> io.NodeOutput:
+                threshold, steps, cfg, sampler_name, scheduler, denoise=1.0) -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.sample
         import comfy.utils
+        import latent_preview
 
         latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
         if latent.shape[0] != 1:
-            raise ValueError(f"Identity Best-of-N Sampler: latent_image must have batch size 1, got {latent.shape[0]}")
+            raise ValueError(f"latent_image must have batch size 1, got {latent.shape[0]}")
+        batch_index = latent_image.get("batch_index")
         bar = comfy.utils.ProgressBar(n)
         images, scores, seeds = [], [], []
         for start in range(0, n, batch_size):
-            mm.throw_exception_if_processing_interrupted()
             batch_seeds = list(range(seed + start, seed + min(start + batch_size, n)))
-            # One noise draw per seed, exactly what KSampler draws for a batch-1 latent with that seed.
-            noise = torch.cat([comfy.sample.prepare_noise(latent, s) for s in batch_seeds])
-            batch = latent.repeat(len(batch_seeds), *([1] * (latent.dim() - 1)))
-            samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative,
-                                          batch, seed=batch_seeds[0], disable_pbar=True)
-            decoded = vae.decode(samples)  # [b,H,W,3]
+            samples = []
+            for s in batch_seeds:
+                mm.throw_exception_if_processing_interrupted()
+                # KSampler's own path, one seed at a time: every sampler (ancestral and SDE ones draw
+                # per-step noise from the seed) gives each image exactly what a KSampler with its seed gives.
+                samples.append(comfy.sample.sample(
+                    model, comfy.sample.prepare_noise(latent, s, batch_index), steps, cfg, sampler_name, scheduler,
+                    positive, negative, latent, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
+                    callback=latent_preview.prepare_callback(model, steps), disable_pbar=True, seed=s))
+            decoded = vae.decode(torch.cat(samples))  # [b,H,W,3]
             images.append(decoded.cpu())
             scores += scores_for("Identity Best-of-N Sampler", reference, decoded, progress=False)
             seeds += batch_seeds

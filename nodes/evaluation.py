@@ -80,7 +80,7 @@ class DreamBenchScore(io.ComfyNode):
                         f"output/{RATINGS}/<name>/<method>.json. Resumes after a cancel; cancellable.",
             inputs=[ScorerSocket.Input("scorer"), DatasetSocket.Input("dataset"),
                     io.String.Input("name", default="nearid", tooltip="the metric's ratings folder")],
-            outputs=[io.String.Output(display_name="ratings", tooltip=f"the folder, relative to output/"),
+            outputs=[io.String.Output(display_name="ratings", tooltip="the folder, relative to output/"),
                      io.String.Output(display_name="summary")],
         )
 

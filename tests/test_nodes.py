@@ -324,3 +324,95 @@ def test_dreambench_nodes_score_resume_and_align(comfy, nearid, tmp_path, monkey
     tiny = next(line for line in lines if line.startswith("tiny"))
     assert float(tiny.split()[1]) == pytest.approx(r, abs=1e-4)
     assert plot.shape[0] == 1 and plot.shape[-1] == 3
+
+
+def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nearid, vaes, batch, monkeypatch):
+    """One rule: the same settings on the same model give the same per-step change of x̂0 in the
+    ComfyUI patch (KSampler, euler) and in the diffusers callback (EulerDiscreteScheduler)."""
+    nodes, _ = comfy
+    import types
+
+    import comfy.sample
+    import comfy.samplers
+    from diffusers import EulerDiscreteScheduler
+
+    import idguide.guidance.diffusers_callback as diffusers_side
+    import idguide.nodes.guidance as comfy_side
+    from idguide import IdentityGuidanceCallback
+
+    patcher, channels, positive, negative = tiny_model("SD15")
+    vae = vaes[channels]
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    eps = lambda x_in: 0.3 * x_in + 0.05  # noqa: E731 - the shared model: noise predicted from the scaled input
+
+    def denoiser(apply_model, args):  # ComfyUI's wrapper stands in for apply_model: raw x and σ → x̂0
+        x, sigma = args["input"], args["timestep"].view(-1, 1, 1, 1)
+        return x - sigma * eps(x / (sigma**2 + 1).sqrt())
+
+    model = patcher.clone()
+    model.set_model_unet_function_wrapper(denoiser)
+    settings = dict(scale=2.0, start=0.25, end=0.75, every=1, inner_steps=1)
+    changes = {"comfyui": [], "diffusers": []}
+
+    from idguide.guidance.step import guided_denoised as real
+
+    def recording(side):
+        def record(denoised, decode, loss, weight, s):
+            out = real(denoised, decode, loss, weight, s)
+            changes[side].append((out - denoised).float())
+            return out
+        return record
+
+    steps = 8
+    sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", steps)
+    noise = torch.randn(1, channels, 8, 8, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(comfy_side, "guided_denoised", recording("comfyui"))
+    with torch.inference_mode():
+        patched = run(nodes.IdentityGuidance, model=model, vae=vae, reference=reference, decode_size=512, **settings)[0]
+        comfy.sample.sample(patched, noise, steps, 1.0, "euler", "normal", positive, negative,
+                            torch.zeros_like(noise), seed=3, disable_pbar=True)
+
+    monkeypatch.setattr(diffusers_side, "guided_denoised", recording("diffusers"))
+    decoder = comfy_side.decoder_for(vae, 512)
+    callback = IdentityGuidanceCallback(reference.handle.load(), reference.reference, decoder=lambda x: decoder(
+        patcher.model.process_latent_out(x)), decode_size=None, **settings)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    scheduler.set_timesteps(sigmas=sigmas.tolist())
+    pipeline = types.SimpleNamespace(scheduler=scheduler, num_timesteps=steps, unet=None)
+    x = noise * (1 + sigmas[0] ** 2).sqrt()  # ComfyUI's noise scaling for an EPS model at full denoise
+    for i, t in enumerate(scheduler.timesteps):
+        out = eps(scheduler.scale_model_input(x, t))
+        x = scheduler.step(out, t, x).prev_sample
+        callback.callback_fn(pipeline, i, t, {"latents": x})
+
+    assert len(changes["comfyui"]) == len(changes["diffusers"]) == 4  # steps 2..5 of 8: start <= i/8 < end
+    for ours, theirs in zip(changes["comfyui"], changes["diffusers"]):
+        assert ours.abs().mean() > 1e-4
+        torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("sampler,denoise,masked", [("euler_ancestral", 1.0, False), ("dpmpp_2m_sde", 1.0, False),
+                                                    ("euler", 0.6, False), ("euler", 1.0, True)])
+def test_best_of_n_images_are_what_a_ksampler_gives_with_their_seed(comfy, nearid, vaes, batch, sampler, denoise, masked):
+    """Every sampler (ancestral and SDE ones draw noise per step from the seed), img2img and inpainting."""
+    nodes, _ = comfy
+    import comfy.sample
+
+    patcher, channels, positive, negative = tiny_model("SD15")
+    vae = vaes[channels]
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    latent = {"samples": torch.randn(1, channels, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.5}
+    if masked:
+        latent["noise_mask"] = torch.zeros(1, 1, 8, 8)
+        latent["noise_mask"][..., 2:6, 2:6] = 1.0
+    settings = dict(steps=3, cfg=2.0, sampler_name=sampler, scheduler="normal")
+    with torch.inference_mode():
+        images, scores, seeds, _ = run(nodes.IdentityBestOfN, model=patcher, positive=positive, negative=negative,
+                                       latent_image=latent, vae=vae, reference=reference, seed=40, n=3, batch_size=3,
+                                       keep=3, threshold=0.0, denoise=denoise, **settings)
+        assert sorted(seeds) == [40, 41, 42] and scores == sorted(scores, reverse=True)
+        for image, seed in zip(images, seeds):
+            alone = comfy.sample.sample(patcher, comfy.sample.prepare_noise(latent["samples"], seed), 3, 2.0, sampler,
+                                        "normal", positive, negative, latent["samples"], denoise=denoise,
+                                        noise_mask=latent.get("noise_mask"), seed=seed, disable_pbar=True)
+            torch.testing.assert_close(image, vae.decode(alone)[0], rtol=0, atol=1e-5)

@@ -205,17 +205,20 @@ def test_benchmark_writes_every_output(tmp_path):
 
     out = tmp_path / "bench"
     assert steering_bench.main(["--out", str(out), "--references", "2", "--seeds", "1", "--max-n", "2",
-                                "--steps", "4", "--scales", "0.2", "--schedulers", "ddim,euler", "--realism-samples", "8"]) == 0
+                                "--steps", "4", "--scales", "0.2", "--schedulers", "ddim,euler", "--realism-samples", "8",
+                                "--particles", "2"]) == 0
     for name in ("table.md", "table.csv", "pareto.png", "samples.npz", "references.npz", "grid_unguided.png",
-                 "grid_best-of-n.png", "grid_guidance.png"):
+                 "grid_best-of-n.png", "grid_guidance.png", "grid_particles.png", "grid_guidance+augment.png"):
         assert (out / name).is_file(), name
     samples = np.load(out / "samples.npz")
     n = len(samples["images"])
-    assert n == 2 * (2 + 2 * 2)  # per reference: best-of 1, 2; per scheduler: unguided + one scale
+    # per reference: best-of 1, 2; particles k=2; per scheduler: unguided + one scale; two defences
+    assert n == 2 * (2 + 1 + 2 * 2 + 2)
     assert samples["images"].shape == (n, 32, 32, 3) and samples["images"].dtype == np.uint8
     for key in ("reference_identity", "category", "method", "budget", "seed", "nfe", "seconds"):
         assert len(samples[key]) == n, key
-    assert set(samples["method"]) == {"unguided", "best-of-n", "guidance"}
+    assert set(samples["method"]) == {"unguided", "best-of-n", "guidance", "particles", "guidance+augment",
+                                      "guidance+decay"}
     assert sorted(set(samples["nfe"][samples["method"] == "best-of-n"])) == [8, 16]
     refs = np.load(out / "references.npz")
     assert list(refs["identity"]) == [0, 11] and refs["images"].shape == (2, 32, 32, 3)
