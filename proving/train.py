@@ -95,58 +95,44 @@ def log(kind: str, step: int, steps: int, loss: float, started: float) -> None:
 
 
 # --- the four models -----------------------------------------------------------------------
-def train_classifier(pool, ids, steps: int, kind: str = "oracle"):
+def fit(kind: str, net: torch.nn.Module, loss_of, steps: int, pool, ids, batch: int, lr: float, extra=()) -> torch.nn.Module:
+    """The scorers' and oracle's loop: seeded sampling and augmentation, AdamW, warm-up + cosine."""
     g = torch.Generator().manual_seed(SEEDS[kind])
-    torch.manual_seed(SEEDS[kind])
-    net = OracleNet()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    lr = schedule(optimizer, steps)
+    optimizer = torch.optim.AdamW([*net.parameters(), *extra], lr=lr, weight_decay=1e-4)
+    scheduler = schedule(optimizer, steps)
     started = time.time()
-    for step, (x, y) in enumerate(batches(pool, ids, 128, steps, g), 1):
-        loss = F.cross_entropy(net(PREPROCESS(augment(x, g, kind))), y, label_smoothing=0.05)
+    for step, (x, y) in enumerate(batches(pool, ids, batch, steps, g), 1):
+        loss = loss_of(net(PREPROCESS(augment(x, g, kind))), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        lr.step()
+        scheduler.step()
         log(kind, step, steps, loss.item(), started)
     return net.eval()
 
 
+def train_classifier(pool, ids, steps: int, kind: str = "oracle"):
+    torch.manual_seed(SEEDS[kind])
+    loss_of = lambda logits, y: F.cross_entropy(logits, y, label_smoothing=0.05)  # noqa: E731
+    return fit(kind, OracleNet(), loss_of, steps, pool, ids, 128, 2e-3)
+
+
 def train_guide(pool, ids, steps: int):
-    g = torch.Generator().manual_seed(SEEDS["guide"])
     torch.manual_seed(SEEDS["guide"])
-    net = GuideNet()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
-    lr = schedule(optimizer, steps)
-    started = time.time()
-    for step, (x, y) in enumerate(batches(pool, ids, 256, steps, g), 1):
-        loss = supcon(net(PREPROCESS(augment(x, g, "guide"))), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        lr.step()
-        log("guide", step, steps, loss.item(), started)
-    return net.eval()
+    return fit("guide", GuideNet(), supcon, steps, pool, ids, 256, 1e-3)
 
 
 def train_judge(pool, ids, steps: int, scale: float = 16.0, margin: float = 0.25):
     """CosFace: a normalised K-way classifier with a margin (other loss, seed, augmentations)."""
-    g = torch.Generator().manual_seed(SEEDS["judge"])
     torch.manual_seed(SEEDS["judge"])
     net = JudgeNet()
     centres = torch.nn.Parameter(torch.randn(NUM_IDENTITIES, 96) * 0.1)
-    optimizer = torch.optim.AdamW([*net.parameters(), centres], lr=2e-3, weight_decay=1e-4)
-    lr = schedule(optimizer, steps)
-    started = time.time()
-    for step, (x, y) in enumerate(batches(pool, ids, 128, steps, g), 1):
-        cos = F.normalize(net(PREPROCESS(augment(x, g, "judge"))), dim=-1) @ F.normalize(centres, dim=-1).T
-        loss = F.cross_entropy(scale * (cos - margin * F.one_hot(y, NUM_IDENTITIES)), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        lr.step()
-        log("judge", step, steps, loss.item(), started)
-    return net.eval()
+
+    def loss_of(z, y):
+        cos = F.normalize(z, dim=-1) @ F.normalize(centres, dim=-1).T
+        return F.cross_entropy(scale * (cos - margin * F.one_hot(y, NUM_IDENTITIES)), y)
+
+    return fit("judge", net, loss_of, steps, pool, ids, 128, 2e-3, extra=[centres])
 
 
 def train_generator(pool, ids, steps: int, batch: int = 64, drop: float = 0.1):
