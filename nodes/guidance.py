@@ -18,7 +18,7 @@ import weakref
 import torch
 from comfy_api.latest import io
 
-from ..guidance import GuidanceSettings, guided_denoised, noise_fraction
+from ..guidance import Augment, GuidanceSettings, guided_denoised, noise_fraction
 from ..guidance.decode import shrink_latents
 from .common import ReferenceSocket, ensure_loaded, patcher_for
 
@@ -73,29 +73,34 @@ class IdentityGuidance(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Vae.Input("vae"),
                 ReferenceSocket.Input("reference"),
-                io.Float.Input("scale", default=1.0, min=0.0, max=20.0, step=0.05,
+                io.Float.Input("scale", default=2.0, min=0.0, max=20.0, step=0.05,
                                tooltip="step size of the update on the clean latent (0 = off)"),
                 io.Float.Input("start", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="first guided step, as a fraction of the sampling steps (as in diffusers)"),
-                io.Float.Input("end", default=0.5, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("end", default=0.8, min=0.0, max=1.0, step=0.01,
                                tooltip="guidance stops at this fraction of the sampling steps"),
                 io.Int.Input("every", default=1, min=1, max=100, tooltip="guide every k-th step"),
                 io.Int.Input("inner_steps", default=1, min=1, max=10),
                 io.Int.Input("decode_size", default=512, min=64, max=4096, step=64,
                              tooltip="decode at most this many pixels (longer side) to bound memory"),
+                io.Int.Input("augment", default=4, min=0, max=32, optional=True,
+                             tooltip="average the loss over this many random crops/flips of the decoded image "
+                                     "(resists adversarial patterns; 0 = one plain view, cheaper)"),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def execute(cls, model, vae, reference, scale, start, end, every, inner_steps, decode_size) -> io.NodeOutput:
+    def execute(cls, model, vae, reference, scale, start, end, every, inner_steps, decode_size,
+                augment=4) -> io.NodeOutput:
         if start > end:
             raise ValueError(f"start {start} is after end {end}")
         if scale == 0:
             return io.NodeOutput(model)
         import comfy.model_sampling
 
-        settings = GuidanceSettings(scale=scale, start=start, end=end, every=every, inner_steps=inner_steps)
+        settings = GuidanceSettings(scale=scale, start=start, end=end, every=every, inner_steps=inner_steps,
+                                    augment=Augment(draws=augment) if augment else None)
         decoder = decoder_for(vae, decode_size)
         flow = isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
         m = model.clone()
