@@ -40,7 +40,7 @@ class IdentityBestOfN(io.ComfyNode):
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1),
                 io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
                 io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
                                tooltip="below 1: img2img from latent_image, as in KSampler"),
             ],
             outputs=[
