@@ -16,7 +16,7 @@ from .scorers import (
     register_scorer,
 )
 
-from .guidance import Augment, BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised
+from .guidance import Augment, BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised, noise_search
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "available_scorers",
     "best_of_n",
     "guided_denoised",
+    "noise_search",
     "load_image",
     "load_scorer",
     "register_scorer",

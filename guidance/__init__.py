@@ -2,6 +2,7 @@
 
 from .augment import Augment
 from .best_of_n import BestOfN, Sample, best_of_n
+from .search import noise_search
 from .decode import VaeDecoder
 from .loss import IdentityLoss
 from .step import GuidanceSettings, guided_denoised, noise_fraction
@@ -17,6 +18,7 @@ __all__ = [
     "best_of_n",
     "guided_denoised",
     "noise_fraction",
+    "noise_search",
     "steer_particles",
 ]
 

@@ -20,10 +20,11 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 from ..guidance import best_of_n
 from ..guidance.diffusers_callback import IdentityGuidanceCallback
 from ..guidance.particles import steer_particles
+from ..guidance.search import noise_search
 from ..scorers.base import Scorer
 from .judging import reference_image
 from .pipeline import SAMPLING_SCHEDULE, IdentityWorldPipeline
-from .world import IDENTITIES
+from .world import IDENTITIES, SIZE
 
 SCHEDULERS: dict[str, Callable[[], object]] = {
     "ddim": lambda: DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True),
@@ -197,3 +198,23 @@ def particles(pipe, scorer: Scorer, reference: int, seed: int, sampling: Samplin
     finally:
         counter.remove()
     return Sample(result.samples[0].image, reference, seed, "particles", f"k={k}", sampling.scheduler, compute)
+
+
+def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
+             neighbours: int = 4, step: float = 0.5) -> list[Sample]:
+    """Zero-order noise search (``noise_search``); budget n keeps the best of its first n samples
+    (exactly what a run with budget n gives)."""
+    use_scheduler(pipe, sampling.scheduler)
+    largest = max(budgets)
+    counter = Counter(pipe, scorer)
+    try:
+        started = time.perf_counter()
+        result = noise_search(pipe, scorer, reference_image(reference)[None], (3, SIZE, SIZE), budget=largest,
+                              neighbours=neighbours, step=step, seed=seed * CANDIDATE_SEED,
+                              **sampling.kwargs(IDENTITIES[reference].category))
+        per_candidate = counter.compute(largest, time.perf_counter() - started)
+    finally:
+        counter.remove()
+    by_index = sorted(result.samples, key=lambda s: s.index)
+    return [Sample(max(by_index[:n], key=lambda s: s.score).image, reference, seed, "noise-search", f"n={n}",
+                   sampling.scheduler, per_candidate.scaled(n)) for n in budgets]
