@@ -257,3 +257,18 @@ def test_resampling_reorders_a_multistep_samplers_history():
     for old, new in zip(before, scheduler.model_outputs):
         assert torch.equal(new, old[order])
     assert torch.equal(scheduler.timesteps, timesteps)  # the schedule is not per particle
+
+
+def test_noise_search_raises_oracle_accuracy_within_its_budget(pipe, judges):
+    from idguide.proving.harness import searched
+
+    refs, seeds = REFERENCES, SEEDS[:2]
+    plain = [s for ref in refs for s in unguided(pipe, judges.guide, ref, seeds, SAMPLING)]
+    found = [s for ref in refs for seed in seeds for s in searched(pipe, judges.guide, ref, seed, SAMPLING, [4, 8])]
+    at8 = [s for s in found if s.budget == "n=8"]
+    accuracy = oracle_accuracy(judges, plain), oracle_accuracy(judges, at8)
+    print(f"\noracle identity accuracy on {len(plain)} tasks: unguided {accuracy[0]:.3f}, noise search n=8 {accuracy[1]:.3f}")
+    assert accuracy[1] >= accuracy[0] + 0.25, accuracy
+    assert {s.compute.nfe for s in found} == {4 * SAMPLING.nfe, 8 * SAMPLING.nfe}
+    with pytest.raises(ValueError, match="budget and neighbours"):
+        idguide.noise_search(pipe, judges.guide, reference_image(0)[None], (3, 32, 32), budget=0)
