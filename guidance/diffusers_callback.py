@@ -37,10 +37,12 @@ DEFAULT_AUGMENT = Augment(draws=4)
 
 
 class StepGuard:
-    """Stands in for ``scheduler.step`` for one step: guides that step's clean estimate, then steps."""
+    """Stands in for ``scheduler.step`` for one step: ``on_step(model_output, timestep, sample)``
+    returns the model output the scheduler then steps with. ``on_forward(kwargs)`` sees the
+    denoiser's keyword arguments of that step. Shared by guidance and particle steering."""
 
-    def __init__(self, callback: "IdentityGuidanceCallback", pipeline, step_index: int):
-        self.callback, self.pipeline, self.step_index = callback, pipeline, step_index
+    def __init__(self, pipeline, on_step, on_forward=None):
+        self.on_step, self.on_forward = on_step, on_forward
         self.scheduler = pipeline.scheduler
         self.timesteps = self.scheduler.timesteps  # set_timesteps (a new run) replaces it: the guard is stale
         self.original = self.scheduler.step
@@ -53,15 +55,14 @@ class StepGuard:
     def _after_forward(self, module, args, kwargs, output):
         if output is None:  # the forward raised: leave nothing behind
             self.remove()
-        elif kwargs.get("img_ids") is not None:  # Flux: the packed latents' grid
-            ids = kwargs["img_ids"]
-            self.callback._flux_grid = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
+        elif self.on_forward is not None:
+            self.on_forward(kwargs)
 
     def __call__(self, model_output, timestep, sample, *args, **kwargs):
         stale = self.scheduler.timesteps is not self.timesteps
         self.remove()
         if not stale:
-            model_output = self.callback._guided_output(self.pipeline, self.step_index, model_output, timestep, sample)
+            model_output = self.on_step(model_output, timestep, sample)
         return self.original(model_output, timestep, sample, *args, **kwargs)
 
     def remove(self) -> None:
@@ -133,8 +134,14 @@ class IdentityGuidanceCallback(PipelineCallback):
             self.check(pipeline)
         following, num_steps = step_index + 1, pipeline.num_timesteps
         if following < num_steps and self.settings.active(following, num_steps):
-            StepGuard(self, pipeline, following)
+            StepGuard(pipeline, lambda out, t, x: self._guided_output(pipeline, following, out, t, x),
+                      self._record_flux_grid)
         return callback_kwargs
+
+    def _record_flux_grid(self, kwargs) -> None:
+        if kwargs.get("img_ids") is not None:  # Flux: the packed latents' grid
+            ids = kwargs["img_ids"]
+            self._flux_grid = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
 
     def _guided_output(self, pipeline, step_index: int, model_output, timestep, sample) -> torch.Tensor:
         view = step_view(pipeline.scheduler, model_output, timestep, sample)

@@ -19,6 +19,7 @@ from diffusers.callbacks import PipelineCallback
 from ..scorers import Scorer
 from ..scorers.base import EmbeddingOrImages
 from .best_of_n import BestOfN, Sample
+from .diffusers_callback import StepGuard
 from .loss import IdentityLoss
 from .schedulers import step_view
 from .step import Decode
@@ -26,23 +27,6 @@ from .step import Decode
 POTENTIALS = ("difference", "value")
 # Per-particle tensors a sampler keeps between steps (multistep solvers, PNDM, LMS).
 SAMPLER_STATE = ("model_outputs", "last_sample", "sample", "ets", "cur_sample", "derivatives", "prev_derivative")
-
-
-class Recorder:
-    """Stands in for ``scheduler.step`` for one step: keeps that step's clean estimate."""
-
-    def __init__(self, scheduler):
-        self.scheduler, self.original, self.denoised = scheduler, scheduler.step, None
-        scheduler.step = self
-
-    def __call__(self, model_output, timestep, sample, *args, **kwargs):
-        self.remove()
-        self.denoised = step_view(self.scheduler, model_output, timestep, sample).denoised
-        return self.original(model_output, timestep, sample, *args, **kwargs)
-
-    def remove(self) -> None:
-        if self.scheduler.__dict__.get("step") is self:
-            del self.scheduler.step
 
 
 def resample_state(scheduler, index: torch.Tensor, batch: int) -> None:
@@ -84,7 +68,7 @@ class ParticleSteering(PipelineCallback):
         self.decoder, self.decode_size = decoder, decode_size
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
         self.seed = seed
-        self._recorder: Recorder | None = None
+        self._denoised: torch.Tensor | None = None  # the clean estimate recorded at a resampling step
         self._previous: torch.Tensor | None = None
         self.resamplings = 0  # how many times particles were resampled in the last run
         self.scored = 0  # particle scorings in the last run
@@ -94,15 +78,20 @@ class ParticleSteering(PipelineCallback):
 
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
         num_steps = pipeline.num_timesteps
+        self._scheduler = pipeline.scheduler
         if step_index == 0:
-            self._previous, self.resamplings, self.scored = None, 0, 0
+            self._previous, self.resamplings, self.scored, self._denoised = None, 0, 0, None
             self._generator = torch.Generator().manual_seed(self.seed)
-        recorder, self._recorder = self._recorder, None
-        if recorder is not None and recorder.denoised is not None:
-            callback_kwargs["latents"] = self._resample(pipeline, recorder.denoised, callback_kwargs["latents"])
+        denoised, self._denoised = self._denoised, None
+        if denoised is not None:
+            callback_kwargs["latents"] = self._resample(pipeline, denoised, callback_kwargs["latents"])
         if step_index + 1 < num_steps and self._resamples_at(step_index + 1, num_steps):
-            self._recorder = Recorder(pipeline.scheduler)
+            StepGuard(pipeline, self._record)
         return callback_kwargs
+
+    def _record(self, model_output, timestep, sample):
+        self._denoised = step_view(self._scheduler, model_output, timestep, sample).denoised
+        return model_output
 
     @torch.no_grad()
     def _resample(self, pipeline, denoised: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:

@@ -176,13 +176,15 @@ def best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
         per_candidate = counter.compute(largest, time.perf_counter() - started)
     finally:
         counter.remove()
+    return best_of_prefixes(result, "best-of-n", reference, seed, sampling, budgets, per_candidate)
+
+
+def best_of_prefixes(result, method: str, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
+                     per_candidate: Compute) -> list[Sample]:
+    """Budget n keeps the best of the first n samples of a sequential run — what a run with budget n gives."""
     by_index = sorted(result.samples, key=lambda s: s.index)
-    out = []
-    for n in budgets:
-        best = max(by_index[:n], key=lambda s: s.score)
-        out.append(Sample(best.image, reference, seed, "best-of-n", f"n={n}", sampling.scheduler,
-                          per_candidate.scaled(n)))
-    return out
+    return [Sample(max(by_index[:n], key=lambda s: s.score).image, reference, seed, method, f"n={n}",
+                   sampling.scheduler, per_candidate.scaled(n)) for n in budgets]
 
 
 def particles(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, k: int, **options) -> Sample:
@@ -215,6 +217,4 @@ def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling
         per_candidate = counter.compute(largest, time.perf_counter() - started)
     finally:
         counter.remove()
-    by_index = sorted(result.samples, key=lambda s: s.index)
-    return [Sample(max(by_index[:n], key=lambda s: s.score).image, reference, seed, "noise-search", f"n={n}",
-                   sampling.scheduler, per_candidate.scaled(n)) for n in budgets]
+    return best_of_prefixes(result, "noise-search", reference, seed, sampling, budgets, per_candidate)
