@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from ..scorers.images import IMAGE_SUFFIXES, load_image
+from ..scorers.optional import require
 from .dreambench import parse_key
 
 
@@ -87,12 +88,13 @@ def write_atomic(path: Path, data: dict) -> None:
 
 def process_state():
     """accelerate's PartialState when available (it also works without ``accelerate launch``)."""
-    try:
-        from accelerate import PartialState
-    except ImportError:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ValueError("several processes were launched but accelerate is not installed (pip install accelerate)")
-        return None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        PartialState = require("accelerate", "scoring with several processes").PartialState
+    else:
+        try:
+            from accelerate import PartialState
+        except ImportError:
+            return None
     return PartialState(cpu=not torch.cuda.is_available())  # CPU processes (torchrun) sync over gloo
 
 

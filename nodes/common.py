@@ -1,10 +1,12 @@
-"""What every IDGuide node shares: the custom socket types, ComfyUI's models folder, caching,
-and the scorer's place in ComfyUI's memory management."""
+"""What every IDGuide node shares: the custom socket types, ComfyUI's folders, and the scorer's
+place in ComfyUI's memory management.
+
+Errors are plain, specific exceptions: ComfyUI names the node that raised them."""
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from pathlib import Path
 
 import folder_paths
 import torch
@@ -33,16 +35,25 @@ def weight_choices() -> list[str]:
     return [OFFICIAL, *sorted(names)]
 
 
-def resolve_weights(node: str, choice: str) -> str | None:
+def inside(root: str, relative: str, what: str) -> Path:
+    """A path inside one of ComfyUI's directories; anything else is refused."""
+    root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root, relative))
+    if os.path.commonpath([path, root]) != root:
+        raise ValueError(f"'{what}' {relative!r} is outside {root}")
+    return Path(path)
+
+
+def resolve_weights(choice: str) -> str | None:
     if choice in (OFFICIAL, "", None):
         return None
     if os.path.isabs(choice) or ".." in choice.replace("\\", "/").split("/"):
-        raise ValueError(f"{node}: weights '{choice}' must be a name inside models/idguide, not a path")
+        raise ValueError(f"weights '{choice}' must be a name inside models/idguide, not a path")
     for root in folder_paths.get_folder_paths("idguide"):
         candidate = os.path.realpath(os.path.join(root, choice))
         if os.path.commonpath([candidate, os.path.realpath(root)]) == os.path.realpath(root) and os.path.exists(candidate):
             return candidate
-    raise ValueError(f"{node}: weights '{choice}' not found in models/idguide ({', '.join(folder_paths.get_folder_paths('idguide'))})")
+    raise FileNotFoundError(f"weights '{choice}' not found in models/idguide ({', '.join(folder_paths.get_folder_paths('idguide'))})")
 
 
 class ComfyScorer:
@@ -84,14 +95,14 @@ def ensure_loaded(patcher) -> None:
         mm.load_models_gpu([patcher], force_full_load=True)
 
 
-@lru_cache(maxsize=4)
-def cached_scorer(name: str, weights: str | None, options: tuple, dtype: str) -> ComfyScorer:
-    """The same settings never load twice. Built outside inference mode so that guidance can
-    back-propagate through the weights (ComfyUI runs nodes under torch.inference_mode)."""
+def comfy_scorer(name: str, weights: str | None, options: dict, dtype: str) -> ComfyScorer:
+    """A scorer held only by ComfyUI (its node cache and model management), so that "unload
+    models" frees it. Built outside inference mode so that guidance can back-propagate through
+    the weights (ComfyUI runs nodes under torch.inference_mode)."""
     import comfy.model_management as mm
 
     with torch.inference_mode(False):
-        scorer = load_scorer(name, weights=weights, device=mm.unet_offload_device(), dtype=dtype, **dict(options))
+        scorer = load_scorer(name, weights=weights, device=mm.unet_offload_device(), dtype=dtype, **options)
     return ComfyScorer(scorer)
 
 
@@ -105,11 +116,11 @@ class ComfyReference(IdentityLoss):
         self.handle, self.pixels = handle, pixels.cpu()
 
 
-def to_bchw(images: torch.Tensor, node: str, what: str = "images") -> torch.Tensor:
+def to_bchw(images: torch.Tensor, what: str = "images") -> torch.Tensor:
     """ComfyUI IMAGE ``[B,H,W,C]`` → ``[B,C,H,W]``, with a clear error for an empty batch."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{node}: '{what}' must be a non-empty IMAGE batch, got {shape}")
+        raise ValueError(f"'{what}' must be a non-empty IMAGE batch, got {shape}")
     return images.movedim(-1, 1).float().clamp(0, 1)
 
 

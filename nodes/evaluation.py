@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from comfy_api.latest import io
@@ -15,7 +14,7 @@ from ..evaluation import report
 from ..evaluation.draw import figure_to_tensor
 from ..evaluation.plots import category_bars
 from ..evaluation.scoring import Layout, score_layout
-from .common import ScorerSocket
+from .common import ScorerSocket, inside
 
 DatasetSocket = io.Custom("ID_DREAMBENCH")
 RATINGS = "idguide_ratings"  # under ComfyUI's output directory
@@ -25,22 +24,6 @@ RATINGS = "idguide_ratings"  # under ComfyUI's output directory
 class Dataset:
     layout: Layout
     method: str
-
-
-def inside(root: str, relative: str, node: str, what: str) -> Path:
-    """A path inside one of ComfyUI's directories; anything else is refused."""
-    root = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(root, relative))
-    if os.path.commonpath([path, root]) != root:
-        raise ValueError(f"{node}: '{what}' {relative!r} is outside {root}")
-    return Path(path)
-
-
-def checked(node: str, fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as error:
-        raise ValueError(f"{node}: {error}") from None
 
 
 class LoadDreamBenchFolder(io.ComfyNode):
@@ -61,10 +44,9 @@ class LoadDreamBenchFolder(io.ComfyNode):
     def execute(cls, folder, method) -> io.NodeOutput:
         import folder_paths
 
-        node = "Identity DreamBench Folder"
-        root = inside(folder_paths.get_input_directory(), folder, node, "folder")
-        samples = inside(str(root), os.path.join("samples", method), node, "method")
-        layout = checked(node, Layout, samples, root / "references")
+        root = inside(folder_paths.get_input_directory(), folder, "folder")
+        samples = inside(str(root), os.path.join("samples", method), "method")
+        layout = Layout(samples, root / "references")
         subjects = len(set(layout.subject.values()))
         return io.NodeOutput(Dataset(layout, method), f"{method}: {len(layout.samples)} samples of {subjects} subjects")
 
@@ -90,12 +72,11 @@ class DreamBenchScore(io.ComfyNode):
         import comfy.utils
         import folder_paths
 
-        node = "Identity DreamBench Score"
         relative = os.path.join(RATINGS, name)
-        out = inside(folder_paths.get_output_directory(), relative, node, "name")
+        out = inside(folder_paths.get_output_directory(), relative, "name")
         bar = comfy.utils.ProgressBar(len(dataset.layout.samples))
         model = scorer.load()
-        final = checked(node, score_layout, model, dataset.layout, out, dataset.method,
+        final = score_layout(model, dataset.layout, out, dataset.method,
                         batch_size=8 if model.device.type == "cuda" else 1,
                         progress=lambda done, total: bar.update_absolute(done, total),
                         check=mm.throw_exception_if_processing_interrupted)
@@ -127,17 +108,16 @@ class HumanAlignment(io.ComfyNode):
     def execute(cls, human_ratings, ratings, category) -> io.NodeOutput:
         import folder_paths
 
-        node = "Identity Human Alignment"
-        human = inside(folder_paths.get_input_directory(), human_ratings, node, "human_ratings")
-        metric_dir = inside(folder_paths.get_output_directory(), ratings, node, "ratings")
-        group1, group2 = (checked(node, db.read_folder, g, "-cp") for g in checked(node, db.find_groups, human))
-        metric = checked(node, db.read_folder, metric_dir, allow_missing=True)
+        human = inside(folder_paths.get_input_directory(), human_ratings, "human_ratings")
+        metric_dir = inside(folder_paths.get_output_directory(), ratings, "ratings")
+        group1, group2 = (db.read_folder(g, "-cp") for g in db.find_groups(human))
+        metric = db.read_folder(metric_dir, allow_missing=True)
         name = metric_dir.name
         methods = [m for m in group1 if m in metric]
         if not methods:
-            raise ValueError(f"{node}: no rating file in {metric_dir} is named after a rated method "
+            raise ValueError(f"no rating file in {metric_dir} is named after a rated method "
                              f"({', '.join(sorted(group1))})")
-        result = checked(node, db.human_alignment, group1, group2, {name: metric}, category, methods)
+        result = db.human_alignment(group1, group2, {name: metric}, category, methods)
         text = report.text_table(*report.alignment_rows(result))
         if len(methods) < len(group1):
             text += f"\n({len(methods)} of {len(group1)} rated methods have rating files: {', '.join(methods)})"

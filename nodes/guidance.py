@@ -113,7 +113,7 @@ class IdentityGuidance(io.ComfyNode):
             sigmas = args["model_options"].get("transformer_options", {}).get("sample_sigmas")
             index = step_position(sigmas, sigma)
             if index is None:
-                raise RuntimeError("Identity Guidance needs the sampler's sigmas (transformer_options['sample_sigmas']), "
+                raise RuntimeError("identity guidance needs the sampler's sigmas (transformer_options['sample_sigmas']), "
                                    "which every stock sampler node provides")
             num_steps = len(sigmas) - 1
             if not settings.active(index, num_steps):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from comfy_api.latest import io
 
 from ..scorers.images import list_images, load_image
+from .common import inside
 
 
 class LoadImageFolder(io.ComfyNode):
@@ -32,15 +33,12 @@ class LoadImageFolder(io.ComfyNode):
     def execute(cls, folder, size) -> io.NodeOutput:
         import folder_paths
 
-        root = os.path.realpath(folder_paths.get_input_directory())
-        path = os.path.realpath(os.path.join(root, folder))
-        if os.path.commonpath([path, root]) != root:
-            raise ValueError(f"Identity Load Image Folder: '{folder}' is outside the input directory")
-        if not os.path.isdir(path):
-            raise ValueError(f"Identity Load Image Folder: no folder '{folder}' in {root}")
+        path = inside(folder_paths.get_input_directory(), folder, "folder")
+        if not path.is_dir():
+            raise NotADirectoryError(f"no folder '{folder}' in {folder_paths.get_input_directory()}")
         files = list_images(path)
         if not files:
-            raise ValueError(f"Identity Load Image Folder: '{folder}' holds no images")
+            raise FileNotFoundError(f"'{folder}' holds no images")
         images = [F.interpolate(load_image(f)[None], size=(size, size), mode="bicubic", antialias=True).clamp(0, 1)
                   for f in files]
         return io.NodeOutput(torch.cat(images).movedim(1, -1), [f.name for f in files])

@@ -37,7 +37,7 @@ class IdentitySimilarityMap(io.ComfyNode):
     def execute(cls, reference, images, value_range, alpha) -> io.NodeOutput:
         import comfy.model_management as mm
 
-        pixels = to_bchw(images, "Identity Similarity Map")
+        pixels = to_bchw(images)
         scorer = reference.handle.load()
         patches = reference_patches(scorer, reference.pixels.to(scorer.device))  # once, for every batch
         parts = []
@@ -76,10 +76,9 @@ class IdentitySimilarityMatrix(io.ComfyNode):
 
     @classmethod
     def execute(cls, scorer, images_a, duplicate_threshold, images_b=None) -> io.NodeOutput:
-        node = "Identity Similarity Matrix"
-        a = embed_all(scorer, to_bchw(images_a, node, "images_a"))
+        a = embed_all(scorer, to_bchw(images_a, "images_a"))
         same = images_b is None
-        b = a if same else embed_all(scorer, to_bchw(images_b, node, "images_b"))
+        b = a if same else embed_all(scorer, to_bchw(images_b, "images_b"))
         with torch.inference_mode():
             matrix = 100.0 * scorer.scorer.similarity_matrix(a, b).float().cpu()
         rows = [f"a{i}" for i in range(matrix.shape[0])]

@@ -10,9 +10,9 @@ from ..scorers.ranking import rank, readable
 from .common import ReferenceSocket, embed_all, to_bchw
 
 
-def scores_for(node: str, reference, images: torch.Tensor, progress: bool = True) -> list[float]:
+def scores_for(reference, images: torch.Tensor, progress: bool = True) -> list[float]:
     """Readable scores (100 × similarity) of an IMAGE batch against an ``ID_REFERENCE``."""
-    embedding = embed_all(reference.handle, to_bchw(images, node), progress=progress)
+    embedding = embed_all(reference.handle, to_bchw(images), progress=progress)
     with torch.inference_mode():
         similarity = reference.similarity(embedding)
     return [readable(v) for v in similarity.float().cpu().tolist()]
@@ -41,7 +41,7 @@ class IdentityScore(io.ComfyNode):
 
     @classmethod
     def execute(cls, reference, images) -> io.NodeOutput:
-        scores = scores_for("Identity Score", reference, images)
+        scores = scores_for(reference, images)
         labelled = draw_labels(images.movedim(-1, 1).float(), [f"{s:.1f}" for s in scores]).movedim(1, -1)
         return io.NodeOutput(scores, table(scores, list(range(len(scores)))), labelled.to(images))
 
@@ -73,11 +73,8 @@ class IdentityRank(io.ComfyNode):
 
     @classmethod
     def execute(cls, reference, images, top_k, threshold, if_none_pass) -> io.NodeOutput:
-        scores = scores_for("Identity Rank / Filter", reference, images)
-        try:
-            result = rank(scores, top_k or None, threshold or None, on_empty=if_none_pass)
-        except ValueError as error:
-            raise ValueError(f"Identity Rank / Filter: {error}") from None
+        scores = scores_for(reference, images)
+        result = rank(scores, top_k or None, threshold or None, on_empty=if_none_pass)
         rejected = images[result.rejected] if result.rejected else torch.zeros_like(images[:1])
         return io.NodeOutput(images[result.kept], [scores[i] for i in result.kept], result.kept, rejected,
                              table(scores, result.kept))

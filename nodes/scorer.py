@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..scorers import WeightsError, available_scorers
-from .common import ComfyReference, ReferenceSocket, ScorerSocket, cached_scorer, resolve_weights, to_bchw, weight_choices
+from .common import ComfyReference, ReferenceSocket, ScorerSocket, comfy_scorer, resolve_weights, to_bchw, weight_choices
 
 
 class LoadIdentityScorer(io.ComfyNode):
@@ -15,7 +15,7 @@ class LoadIdentityScorer(io.ComfyNode):
             node_id="IDGuideLoadScorer",
             display_name="Load Identity Scorer",
             category="idguide",
-            description="Loads an identity metric (NearID, ID-Sim, CLIP-I, DINO-I, SigLIP2). Cached.",
+            description="Loads an identity metric (NearID, ID-Sim, CLIP-I, DINO-I, SigLIP2); ComfyUI caches and unloads it like its own models.",
             inputs=[
                 io.Combo.Input("scorer", options=list(available_scorers()), default="nearid",
                                tooltip="the metric; see the README for what each one measures"),
@@ -30,11 +30,11 @@ class LoadIdentityScorer(io.ComfyNode):
 
     @classmethod
     def execute(cls, scorer, weights, mode, precision) -> io.NodeOutput:
-        options = (("mode", mode),) if scorer.startswith("idsim") else ()
+        options = {"mode": mode} if scorer.startswith("idsim") else {}
         try:
-            handle = cached_scorer(scorer, resolve_weights("Load Identity Scorer", weights), options, precision)
+            handle = comfy_scorer(scorer, resolve_weights(weights), options, precision)
         except WeightsError as error:
-            raise ValueError(f"Load Identity Scorer: weights '{weights}' do not load as {scorer}: {error}") from None
+            raise WeightsError(f"weights '{weights}' do not load as {scorer}: {error}") from None
         return io.NodeOutput(handle)
 
 
@@ -58,13 +58,13 @@ class IdentityReferenceNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, scorer, images, reference_mode, mask=None) -> io.NodeOutput:
-        pixels = to_bchw(images, "Identity Reference")
+        pixels = to_bchw(images)
         if mask is not None:
             m = mask if mask.dim() == 3 else mask[None]
             if m.shape[0] not in (1, pixels.shape[0]):
-                raise ValueError(f"Identity Reference: {m.shape[0]} masks for {pixels.shape[0]} images")
+                raise ValueError(f"{m.shape[0]} masks for {pixels.shape[0]} images")
             if m.shape[-2:] != pixels.shape[-2:]:
-                raise ValueError(f"Identity Reference: mask {tuple(m.shape[-2:])} and images "
+                raise ValueError(f"mask {tuple(m.shape[-2:])} and images "
                                  f"{tuple(pixels.shape[-2:])} differ in size")
             m = m[:, None].to(pixels)
             pixels = pixels * m + 0.5 * (1 - m)

@@ -30,6 +30,9 @@ __all__ = [
 
 def __getattr__(name):
     if name == "IdentityWorldPipeline":  # diffusers only when the generator is asked for
+        from ..scorers.optional import require
+
+        require("diffusers", "the proving ground's generator")
         from .pipeline import IdentityWorldPipeline
 
         return IdentityWorldPipeline

@@ -94,7 +94,9 @@ class OracleNet(nn.Module):
 
 
 def generator_unet():
-    from diffusers import UNet2DModel
+    from ..scorers.optional import require
+
+    UNet2DModel = require("diffusers", "the proving ground's generator").UNet2DModel
 
     return UNet2DModel(
         sample_size=SIZE // 2, in_channels=12, out_channels=12, block_out_channels=(64, 128, 128),
