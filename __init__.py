@@ -16,7 +16,16 @@ from .scorers import (
     register_scorer,
 )
 
-from .guidance import Augment, BestOfN, GuidanceSettings, IdentityLoss, best_of_n, guided_denoised, noise_search
+from .guidance import (
+    Augment,
+    BestOfN,
+    GuidanceSettings,
+    IdentityLoss,
+    best_of_n,
+    guided_denoised,
+    noise_search,
+    path_search,
+)
 
 __version__ = "0.1.0"
 
@@ -52,6 +61,7 @@ __all__ = [
     "best_of_n",
     "guided_denoised",
     "noise_search",
+    "path_search",
     "load_image",
     "load_scorer",
     "register_scorer",

@@ -27,8 +27,8 @@ import torch
 from idguide import load_scorer
 from idguide.evaluation.draw import pyplot
 from idguide import Augment
-from idguide.proving.harness import (SCHEDULERS, Sample, Sampling, best_of, generators, guided, particles, searched,
-                                     unguided, use_scheduler)
+from idguide.proving.harness import (SCHEDULERS, Sample, Sampling, best_of, generators, guided, particles,
+                                     path_searched, searched, unguided, use_scheduler)
 from idguide.proving.judging import Judges, frechet_distance, reference_image
 from idguide.proving.pipeline import IdentityWorldPipeline
 from idguide.proving.world import CATEGORIES, IDENTITIES, NUM_IDENTITIES, fresh_renders, identities_of, to_uint8
@@ -65,6 +65,7 @@ def run_all(args, pipe, guide) -> list[Sample]:
             samples += [particles(pipe, guide, ref, seed, default, k) for k in args.particles]
             if args.search and args.max_n >= 4:
                 samples += searched(pipe, guide, ref, seed, default, [n for n in budgets if n >= 4])
+                samples += [path_searched(pipe, guide, ref, seed, default, n) for n in budgets if n >= 4]
         for name in args.schedulers:
             sampling = Sampling(args.steps, args.cfg, name)
             samples += unguided(pipe, guide, ref, seeds, sampling)
@@ -168,7 +169,7 @@ def pareto(rows: list[dict], out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     lines: dict[str, list[dict]] = {}  # each guided line starts at unguided on its scheduler
     for row in rows:
-        if row["method"] in ("best-of-n", "noise-search"):
+        if row["method"] in ("best-of-n", "noise-search", "path-search"):
             lines.setdefault(row["method"], []).append(row)
         elif row["method"] != "renders":
             if row["method"] == "particles":
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scales", default="0.5,1,2,4", help="identity guidance scales")
     parser.add_argument("--guide-end", type=float, default=0.8, help="guided part of the steps: [0, END)")
     parser.add_argument("--particles", default="2,4,8,16", help="particle-steering budgets k ('' = none)")
-    parser.add_argument("--no-search", dest="search", action="store_false", help="skip zero-order noise search")
+    parser.add_argument("--no-search", dest="search", action="store_false", help="skip noise search (zero-order and paths)")
     parser.add_argument("--schedulers", default="ddim,euler,dpm++,unipc",
                         help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)}")
     parser.add_argument("--realism-samples", type=int, help="unguided samples per category for the realism table "

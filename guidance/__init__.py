@@ -2,7 +2,7 @@
 
 from .augment import Augment
 from .best_of_n import BestOfN, Sample, best_of_n
-from .search import noise_search
+from .search import noise_search, path_search
 from .decode import VaeDecoder
 from .loss import IdentityLoss
 from .step import GuidanceSettings, guided_denoised, noise_fraction
@@ -19,16 +19,20 @@ __all__ = [
     "guided_denoised",
     "noise_fraction",
     "noise_search",
+    "path_search",
     "steer_particles",
 ]
 
 
 def __getattr__(name):
-    if name == "IdentityGuidanceCallback":
-        from .diffusers_callback import IdentityGuidanceCallback
+    if name in ("IdentityGuidanceCallback", "steer_particles"):  # the diffusers extra
+        from ..scorers.optional import require
 
-        return IdentityGuidanceCallback
-    if name == "steer_particles":  # imports diffusers
+        require("diffusers", f"idguide.{name}")
+        if name == "IdentityGuidanceCallback":
+            from .diffusers_callback import IdentityGuidanceCallback
+
+            return IdentityGuidanceCallback
         from .particles import steer_particles
 
         return steer_particles

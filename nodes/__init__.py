@@ -8,11 +8,12 @@ from .evaluation import DreamBenchScore, HumanAlignment, LoadDreamBenchFolder
 from .images import LoadImageFolder
 from .maps import IdentitySimilarityMap, IdentitySimilarityMatrix
 from .score import IdentityRank, IdentityScore
+from .search import IdentityNoiseSearch
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
 
 NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance,
-         IdentityBestOfN, IdentitySimilarityMap, IdentitySimilarityMatrix, LoadDreamBenchFolder, DreamBenchScore,
-         HumanAlignment]
+         IdentityBestOfN, IdentityNoiseSearch, IdentitySimilarityMap, IdentitySimilarityMatrix, LoadDreamBenchFolder,
+         DreamBenchScore, HumanAlignment]
 
 
 class IDGuideExtension(ComfyExtension):

@@ -7,7 +7,8 @@ from comfy_api.latest import io
 
 from ..scorers.ranking import rank
 from .common import ReferenceSocket
-from .score import scores_for, table
+from .sampling import KSampling
+from .score import table
 
 
 class IdentityBestOfN(io.ComfyNode):
@@ -54,39 +55,24 @@ class IdentityBestOfN(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reference, seed, n, batch_size, keep,
                 threshold, steps, cfg, sampler_name, scheduler, denoise=1.0) -> io.NodeOutput:
-        import comfy.model_management as mm
-        import comfy.sample
         import comfy.utils
-        import latent_preview
 
-        latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
-        if latent.shape[0] != 1:
-            raise ValueError(f"latent_image must have batch size 1, got {latent.shape[0]}")
-        batch_index = latent_image.get("batch_index")
+        run = KSampling(model, positive, negative, latent_image, vae, reference, steps, cfg, sampler_name, scheduler,
+                        denoise)
         bar = comfy.utils.ProgressBar(n)
         images, scores, seeds = [], [], []
         for start in range(0, n, batch_size):
             batch_seeds = list(range(seed + start, seed + min(start + batch_size, n)))
-            samples = []
-            for s in batch_seeds:
-                mm.throw_exception_if_processing_interrupted()
-                # KSampler's own path, one seed at a time: every sampler (ancestral and SDE ones draw
-                # per-step noise from the seed) gives each image exactly what a KSampler with its seed gives.
-                samples.append(comfy.sample.sample(
-                    model, comfy.sample.prepare_noise(latent, s, batch_index), steps, cfg, sampler_name, scheduler,
-                    positive, negative, latent, denoise=denoise, noise_mask=latent_image.get("noise_mask"),
-                    callback=latent_preview.prepare_callback(model, steps), disable_pbar=True, seed=s))
-            decoded = vae.decode(torch.cat(samples))  # [b,H,W,3]
-            images.append(decoded.cpu())
-            scores += scores_for("Identity Best-of-N Sampler", reference, decoded, progress=False)
+            decoded, batch_scores = run.score([run.sample(run.noise(s), s) for s in batch_seeds])
+            images.append(decoded)
+            scores += batch_scores
             seeds += batch_seeds
             bar.update(len(batch_seeds))
             if threshold and max(scores) >= threshold:
                 break
         kept = rank(scores, top_k=keep).kept
-        all_images = torch.cat(images)
         lines = table(scores, kept).splitlines()
         lines[0] += "   seed"
         lines[1:] = [f"{line}  {seeds[i]:>5}" for line, i in zip(lines[1:], kept)]
-        return io.NodeOutput(all_images[kept], [scores[i] for i in kept], [seeds[i] for i in kept],
+        return io.NodeOutput(torch.cat(images)[kept], [scores[i] for i in kept], [seeds[i] for i in kept],
                              "\n".join(lines) + f"\n({len(scores)} of {n} sampled)")

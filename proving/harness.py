@@ -20,7 +20,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 from ..guidance import best_of_n
 from ..guidance.diffusers_callback import IdentityGuidanceCallback
 from ..guidance.particles import steer_particles
-from ..guidance.search import noise_search
+from ..guidance.search import noise_search, path_search
 from ..scorers.base import Scorer
 from .judging import reference_image
 from .pipeline import SAMPLING_SCHEDULE, IdentityWorldPipeline
@@ -218,3 +218,19 @@ def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling
     finally:
         counter.remove()
     return best_of_prefixes(result, "noise-search", reference, seed, sampling, budgets, per_candidate)
+
+
+def path_searched(pipe: IdentityWorldPipeline, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
+                  budget: int, parents: int = 2, strength: float = 0.5) -> Sample:
+    """Search over paths (``path_search``) with ``budget`` full samples' worth of denoising."""
+    use_scheduler(pipe, sampling.scheduler)
+    counter = Counter(pipe, scorer)
+    try:
+        started = time.perf_counter()
+        result = path_search(pipe, scorer, reference_image(reference)[None], budget=budget, parents=parents,
+                             strength=strength, seed=seed * CANDIDATE_SEED,
+                             **sampling.kwargs(IDENTITIES[reference].category))
+        compute = counter.compute(1, time.perf_counter() - started)
+    finally:
+        counter.remove()
+    return Sample(result.samples[0].image, reference, seed, "path-search", f"n={budget}", sampling.scheduler, compute)

@@ -81,6 +81,23 @@ class IdentityWorldPipeline(DiffusionPipeline):
         out = self.unet(F.pixel_unshuffle(latents, 2), timestep, class_labels=labels).sample
         return F.pixel_shuffle(out, 2)
 
+    def _image_latents(self, image: torch.Tensor, batch: int) -> torch.Tensor:
+        if not isinstance(image, torch.Tensor) or image.dim() != 4 or tuple(image.shape[1:]) != (3, SIZE, SIZE):
+            shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise ValueError(f"image must be a [B,3,{SIZE},{SIZE}] tensor in [0, 1], got {shape}")
+        if image.shape[0] not in (1, batch):
+            raise ValueError(f"image batch {image.shape[0]} does not match the {batch} images asked for")
+        return (image.to(self.device, self.unet.dtype) * 2 - 1).expand(batch, -1, -1, -1)
+
+    def _img2img_timesteps(self, steps: int, strength: float) -> torch.Tensor:
+        if not (isinstance(strength, (int, float)) and 0 < strength <= 1):
+            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+        start = steps - min(max(round(steps * strength), 1), steps)
+        order = getattr(self.scheduler, "order", 1)
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(start * order)
+        return self.scheduler.timesteps[start * order:]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -90,6 +107,8 @@ class IdentityWorldPipeline(DiffusionPipeline):
         guidance_scale: float = 2.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+        strength: float = 1.0,
         output_type: str = "pil",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -110,8 +129,12 @@ class IdentityWorldPipeline(DiffusionPipeline):
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        latents = latents.to(self.device) * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
+        if image is None:
+            latents = latents.to(self.device) * self.scheduler.init_noise_sigma
+        else:  # img2img (SDEdit): re-noise the image to `strength` of the schedule and denoise from there
+            timesteps = self._img2img_timesteps(num_inference_steps, strength)
+            latents = self.scheduler.add_noise(self._image_latents(image, batch), latents.to(self.device), timesteps[:1])
         self._num_timesteps = len(timesteps)
         self._guidance_scale = guidance_scale
         null = torch.full_like(labels, NUM_CATEGORIES)

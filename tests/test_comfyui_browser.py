@@ -19,7 +19,7 @@ from conftest import EXAMPLES
 
 CHROMIUM = os.environ.get("IDGUIDE_CHROMIUM", "/usr/bin/chromium")  # Debian's package
 WORKFLOWS = REPO / "workflows"
-NAMES = ["rank_folder", "best_of_n", "identity_guidance", "dreambench_eval"]
+NAMES = ["rank_folder", "best_of_n", "noise_search", "identity_guidance", "dreambench_eval"]
 
 CHECK = """() => {
   const missing = [], rejected = [];
@@ -63,7 +63,7 @@ def page(tmp_path_factory):
 def test_ui_workflow_loads_without_missing_nodes_or_rejected_values(page, name):
     ui_path = WORKFLOWS / f"{name}.json"
     if os.environ.get("IDGUIDE_WRITE_WORKFLOWS") or not ui_path.exists():
-        api = json.loads((WORKFLOWS / f"{name}_api.json").read_text())
+        api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
         page.evaluate("async ([w, n]) => { await window.app.loadApiJson(w, n); }", [api, name])
         time.sleep(1)
         ui = page.evaluate("() => JSON.parse(JSON.stringify(window.app.graph.serialize()))")

@@ -76,7 +76,7 @@ def test_object_info_lists_every_node_with_inputs(server):
 
 
 def test_rank_folder_workflow_completes(server):
-    history = server.run(load("rank_folder_api.json"))
+    history = server.run(load("api/rank_folder.json"))
     assert history["status"]["status_str"] == "success", history["status"]
     saved = history["outputs"]["6"]["images"]
     assert len(saved) == 3
@@ -91,24 +91,28 @@ def test_rank_folder_workflow_completes(server):
 
 
 def test_bad_input_returns_error_and_server_stays_up(server):
-    bad = load("rank_folder_api.json")
+    bad = load("api/rank_folder.json")
     bad["4"]["inputs"]["folder"] = "../../etc"
     history = server.run(bad)
     assert history["status"]["status_str"] == "error"
     messages = json.dumps(history["status"]["messages"])
-    assert "outside the input directory" in messages
-    again = server.run(load("rank_folder_api.json"))
+    error = next(data for kind, data in history["status"]["messages"] if kind == "execution_error")
+    # A plain exception; ComfyUI itself names the node that raised it.
+    assert error["node_type"] == "IDGuideLoadImageFolder" and error["exception_type"] == "ValueError"
+    assert error["exception_message"].startswith("'folder' '../../etc' is outside "), error["exception_message"]
+    again = server.run(load("api/rank_folder.json"))
     assert again["status"]["status_str"] == "success"
 
 
-def test_workflow_templates_are_served(server):
+def test_workflow_templates_are_served_once_each(server):
     templates = server.get("/workflow_templates")
-    for name in ("rank_folder", "best_of_n", "identity_guidance", "dreambench_eval"):
-        assert name in templates.get("idguide", []) and f"{name}_api" in templates["idguide"]
+    # Only the UI workflows are templates; their API-format twins live in workflows/api/.
+    assert sorted(templates.get("idguide", [])) == ["best_of_n", "dreambench_eval", "identity_guidance", "noise_search",
+                                                   "rank_folder"]
 
 
 def test_dreambench_eval_workflow_writes_ratings_and_the_table(server):
-    history = server.run(load("dreambench_eval_api.json"))
+    history = server.run(load("api/dreambench_eval.json"))
     assert history["status"]["status_str"] == "success", history["status"]
     ratings = json.loads((server.base / "output" / "idguide_ratings" / "nearid" / "dreambooth_sd.json").read_text())
     assert sorted(ratings) == [f"object_0{s}_{n}-{i}" for s, n in ((0, "cat"), (1, "rocket")) for i in range(3)]
@@ -125,7 +129,7 @@ def saved_pixels(server, history, node):
 
 
 def guidance_prompt(scale):
-    prompt = load("identity_guidance_api.json")
+    prompt = load("api/identity_guidance.json")
     prompt["4"]["inputs"].update(width=256, height=256)
     for sampler in ("9", "10"):
         prompt[sampler]["inputs"]["steps"] = 6
@@ -144,7 +148,7 @@ def test_guidance_changes_the_image_only_at_nonzero_scale(server):
 
 
 def test_best_of_n_keeps_the_best_and_seeds_regenerate(server):
-    prompt = load("best_of_n_api.json")
+    prompt = load("api/best_of_n.json")
     prompt["4"]["inputs"].update(width=256, height=256)
     prompt["8"]["inputs"].update(n=4, batch_size=2, keep=2, steps=4)
     history = server.run(prompt, timeout=600)
@@ -156,7 +160,7 @@ def test_best_of_n_keeps_the_best_and_seeds_regenerate(server):
     assert "(4 of 4 sampled)" in text
     best = saved_pixels(server, history, "9")
     # The best sample's seed, alone through a plain KSampler, gives the same image.
-    regen = load("identity_guidance_api.json")
+    regen = load("api/identity_guidance.json")
     regen["4"]["inputs"].update(width=256, height=256)
     regen["9"]["inputs"].update(seed=seeds[0], steps=4)
     for node in ("5", "6", "7", "8", "10", "12", "14"):
@@ -164,3 +168,17 @@ def test_best_of_n_keeps_the_best_and_seeds_regenerate(server):
     history = server.run(regen, timeout=600)
     assert history["status"]["status_str"] == "success", history["status"]
     assert np.abs(saved_pixels(server, history, "13") - best).mean() < 1.0
+
+
+def test_noise_search_workflow_runs_both_methods(server):
+    prompt = load("api/noise_search.json")
+    prompt["4"]["inputs"].update(width=256, height=256)
+    for method, count in (("zero-order", 4), ("paths", 6)):
+        prompt["8"]["inputs"].update(method=method, budget=4, keep=3, steps=4, parents=1)
+        history = server.run(prompt, timeout=600)
+        assert history["status"]["status_str"] == "success", history["status"]
+        text = "".join(history["outputs"]["10"]["text"])
+        scores = [float(line.split()[2]) for line in text.splitlines()[1:4]]
+        assert scores == sorted(scores, reverse=True)
+        assert f"({count} samples, {method}, budget 4)" in text
+        assert len(history["outputs"]["9"]["images"]) == 3

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import idguide
 from comfyui_server import comfyui_checkout
 from conftest import scorer_for
 
@@ -42,10 +43,8 @@ def nearid(comfy):
     return run(nodes.LoadIdentityScorer, scorer="nearid", weights="nearid-siglip2", mode="cls", precision="fp32")[0]
 
 
-def test_scorer_is_cached_and_placed_by_comfyui_model_management(comfy, nearid):
+def test_scorer_is_placed_by_comfyui_model_management(comfy, nearid):
     nodes, mm = comfy
-    again = run(nodes.LoadIdentityScorer, scorer="nearid", weights="nearid-siglip2", mode="cls", precision="fp32")[0]
-    assert again is nearid
     mm.unload_all_models()
     assert nearid.patcher not in mm.loaded_models()
     scorer = nearid.load()
@@ -53,6 +52,24 @@ def test_scorer_is_cached_and_placed_by_comfyui_model_management(comfy, nearid):
     assert scorer.device == mm.get_torch_device()
     mm.unload_all_models()
     assert nearid.patcher not in mm.loaded_models()
+
+
+def test_unloading_models_frees_the_scorer(comfy, batch):
+    """What "unload models" + "free memory" does (main.py: unload_all_models, then the executor's
+    output cache is reset, then gc): nothing of ours may keep the weights alive."""
+    import gc
+    import weakref
+
+    nodes, mm = comfy
+    handle = run(nodes.LoadIdentityScorer, scorer="nearid", weights="nearid-siglip2", mode="cls", precision="fp32")[0]
+    reference = run(nodes.IdentityReferenceNode, scorer=handle, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    run(nodes.IdentityScore, reference=reference, images=batch.movedim(1, -1))
+    assert handle.patcher in mm.loaded_models()
+    weights = weakref.ref(next(handle.scorer.parameters()))
+    mm.unload_all_models()
+    del handle, reference  # the executor's cache reset drops the node outputs
+    gc.collect()
+    assert weights() is None, "scorer weights still referenced after unload + cache reset"
 
 
 def test_registered_scorers_are_in_the_dropdown_and_load(comfy, monkeypatch):
@@ -72,11 +89,11 @@ def test_registered_scorers_are_in_the_dropdown_and_load(comfy, monkeypatch):
     assert handle.load().name == "proving-judge"
 
 
-def test_bad_weights_and_paths_name_the_node(comfy):
+def test_bad_weights_and_paths_are_refused(comfy):
     nodes, _ = comfy
-    with pytest.raises(ValueError, match="Load Identity Scorer: weights 'nearid-siglip2' do not load as clip-i"):
+    with pytest.raises(idguide.WeightsError, match="weights 'nearid-siglip2' do not load as clip-i"):
         run(nodes.LoadIdentityScorer, scorer="clip-i", weights="nearid-siglip2", mode="cls", precision="fp32")
-    with pytest.raises(ValueError, match="Load Identity Scorer: .* must be a name inside models/idguide"):
+    with pytest.raises(ValueError, match="must be a name inside models/idguide"):
         run(nodes.LoadIdentityScorer, scorer="nearid", weights="../nearid-siglip2", mode="cls", precision="fp32")
 
 
@@ -90,16 +107,16 @@ def test_score_equals_the_library_and_labels_every_image(comfy, nearid, batch, w
     assert scores[0] == pytest.approx(100.0, abs=1e-3) and len(text.splitlines()) == 5
     assert labelled.shape == images.shape and not torch.equal(labelled, images)
     assert torch.allclose(labelled[:, 48:], images[:, 48:], atol=1 / 255)  # the label sits in the corner
-    with pytest.raises(ValueError, match="Identity Score: 'images' must be a non-empty IMAGE batch"):
+    with pytest.raises(ValueError, match="'images' must be a non-empty IMAGE batch"):
         run(nodes.IdentityScore, reference=reference, images=images[:0])
 
 
 def test_masks_must_match_the_references(comfy, nearid, batch):
     nodes, _ = comfy
     images = batch.movedim(1, -1)
-    with pytest.raises(ValueError, match="Identity Reference: mask .* differ in size"):
+    with pytest.raises(ValueError, match="^mask .* differ in size"):
         run(nodes.IdentityReferenceNode, scorer=nearid, images=images, reference_mode="mean", mask=torch.ones(1, 8, 8))
-    with pytest.raises(ValueError, match="Identity Reference: 3 masks for 4 images"):
+    with pytest.raises(ValueError, match="^3 masks for 4 images"):
         run(nodes.IdentityReferenceNode, scorer=nearid, images=images, reference_mode="mean",
             mask=torch.ones(3, 96, 128))
 
@@ -113,7 +130,7 @@ def test_rank_keeps_top_k_best_first_and_fails_clearly_when_nothing_passes(comfy
     all_scores = run(nodes.IdentityScore, reference=reference, images=images)[0]
     assert indices == sorted(range(4), key=lambda i: -all_scores[i])[:2] and indices[0] == 0
     assert torch.equal(kept, images[indices]) and rejected.shape[0] == 2
-    with pytest.raises(ValueError, match="Identity Rank / Filter: no image reached the threshold 100.5"):
+    with pytest.raises(ValueError, match="^no image reached the threshold 100.5"):
         run(nodes.IdentityRank, reference=reference, images=images, top_k=0, threshold=100.5, if_none_pass="error")
 
 
@@ -287,7 +304,7 @@ def test_dreambench_nodes_score_resume_and_align(comfy, nearid, tmp_path, monkey
 
     dataset, summary = run(nodes.LoadDreamBenchFolder, folder="db", method="emu2")
     assert summary == "emu2: 8 samples of 2 subjects"
-    with pytest.raises(ValueError, match="Identity DreamBench Folder: 'folder' '../x' is outside"):
+    with pytest.raises(ValueError, match="^'folder' '../x' is outside"):
         run(nodes.LoadDreamBenchFolder, folder="../x", method="emu2")
 
     # A cancel after the first batch keeps what was scored; the rerun resumes and completes.
@@ -416,3 +433,44 @@ def test_best_of_n_images_are_what_a_ksampler_gives_with_their_seed(comfy, neari
                                         "normal", positive, negative, latent["samples"], denoise=denoise,
                                         noise_mask=latent.get("noise_mask"), seed=seed, disable_pbar=True)
             torch.testing.assert_close(image, vae.decode(alone)[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["zero-order", "paths"])
+def test_noise_search_spends_its_budget_on_ksampler_paths(comfy, nearid, vaes, batch, method):
+    """zero-order: the first round is best-of-N's first samples; paths: every branch is a KSampler
+    img2img of one of the best samples so far at the same step spacing (so it costs half a sample)."""
+    nodes, _ = comfy
+    import comfy.sample
+
+    patcher, channels, positive, negative = tiny_model("SD15")
+    vae = vaes[channels]
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    latent = {"samples": torch.zeros(1, channels, 8, 8)}
+    settings = dict(steps=4, cfg=2.0, sampler_name="euler_ancestral", scheduler="normal")
+    common = dict(model=patcher, positive=positive, negative=negative, latent_image=latent, vae=vae,
+                  reference=reference, seed=7, threshold=0.0, **settings)
+    with torch.inference_mode():
+        images, scores, text = run(nodes.IdentityNoiseSearch, method=method, budget=4, keep=64, neighbours=2,
+                                   parents=1, strength=0.5, **common)
+        best2 = run(nodes.IdentityBestOfN, n=2, batch_size=2, keep=2, **common)
+        if method == "paths":
+            # 2 random starts (half the budget), then 4 branches of strength 0.5 = 2 more samples' worth.
+            assert len(scores) == 6 and text.count("branch of") == 4
+        else:
+            assert len(scores) == 4 and text.count("near the best noise") == 2
+        assert scores == sorted(scores, reverse=True)
+        # Both start from what a KSampler gives with seeds 7 and 8 (best-of-N's samples).
+        for score in best2[1]:
+            assert any(abs(score - s) < 1e-4 for s in scores)
+        if method == "paths":
+            # The first branch (index 2, seed 9) re-noises the best start to half of the schedule.
+            start = max(range(2), key=lambda i: best2[1][best2[2].index(7 + i)])
+            first = comfy.sample.sample(patcher, comfy.sample.prepare_noise(latent["samples"], 7 + start), 4, 2.0,
+                                        "euler_ancestral", "normal", positive, negative, latent["samples"],
+                                        seed=7 + start, disable_pbar=True)
+            branch = comfy.sample.sample(patcher, comfy.sample.prepare_noise(first, 9), 2, 2.0, "euler_ancestral",
+                                         "normal", positive, negative, first, denoise=0.5, seed=9, disable_pbar=True)
+            branch_image = vae.decode(branch)[0]
+            assert any(torch.allclose(image, branch_image, atol=1e-5) for image in images)
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
+        run(nodes.IdentityNoiseSearch, method=method, budget=0, keep=1, **common)

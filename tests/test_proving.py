@@ -270,5 +270,40 @@ def test_noise_search_raises_oracle_accuracy_within_its_budget(pipe, judges):
     print(f"\noracle identity accuracy on {len(plain)} tasks: unguided {accuracy[0]:.3f}, noise search n=8 {accuracy[1]:.3f}")
     assert accuracy[1] >= accuracy[0] + 0.25, accuracy
     assert {s.compute.nfe for s in found} == {4 * SAMPLING.nfe, 8 * SAMPLING.nfe}
-    with pytest.raises(ValueError, match="budget and neighbours"):
+    with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         idguide.noise_search(pipe, judges.guide, reference_image(0)[None], (3, 32, 32), budget=0)
+
+
+def test_img2img_renoises_part_way(pipe):
+    image = render_batch([5], [123])
+    outputs = {s: pipe(1, image=image, strength=s, generator=torch.Generator().manual_seed(0), output_type="pt").images
+               for s in (0.2, 1.0)}
+    near, far = ((outputs[s] - image).abs().mean().item() for s in (0.2, 1.0))
+    assert near < 0.05 < far, (near, far)
+    with pytest.raises(ValueError, match=r"strength must be in \(0, 1\]"):
+        pipe(1, image=image, strength=0.0)
+    with pytest.raises(ValueError, match="image batch 2 does not match"):
+        pipe(1, num_images_per_prompt=3, image=image.repeat(2, 1, 1, 1), strength=0.5)
+
+
+def test_path_search_starts_as_best_of_n_branches_by_img2img_and_raises_accuracy(pipe, judges):
+    from idguide.proving.harness import path_searched
+
+    reference, kwargs = reference_image(11)[None], SAMPLING.kwargs(IDENTITIES[11].category)
+    result = idguide.path_search(pipe, judges.guide, reference, budget=4, parents=1, strength=0.5, seed=5, **kwargs)
+    by_index = sorted(result.samples, key=lambda s: s.index)
+    assert len(by_index) == 2 + 4  # 2 random starts, then 4 half-cost branches
+    plain = idguide.best_of_n(pipe, judges.guide, reference, n=2, keep=2, seed=5, progress=False, **kwargs)
+    for sample in plain.samples:
+        torch.testing.assert_close(by_index[sample.seed - 5].image, sample.image)
+    parent = max(by_index[:2], key=lambda s: s.score)
+    branch = pipe(image=parent.image[None], strength=0.5, generator=torch.Generator().manual_seed(5 + 2),
+                  output_type="pt", **kwargs).images[0]
+    torch.testing.assert_close(by_index[2].image, branch.clamp(0, 1))
+
+    refs, seeds = REFERENCES, SEEDS[:2]
+    plain = [s for ref in refs for s in unguided(pipe, judges.guide, ref, seeds, SAMPLING)]
+    found = [path_searched(pipe, judges.guide, ref, seed, SAMPLING, 8) for ref in refs for seed in seeds]
+    accuracy = oracle_accuracy(judges, plain), oracle_accuracy(judges, found)
+    print(f"\noracle identity accuracy on {len(plain)} tasks: unguided {accuracy[0]:.3f}, path search n=8 {accuracy[1]:.3f}")
+    assert accuracy[1] >= accuracy[0] + 0.25, accuracy
