@@ -11,7 +11,6 @@ the particles ranked by their final score.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from diffusers.callbacks import PipelineCallback
@@ -21,10 +20,10 @@ from ..scorers.base import EmbeddingOrImages
 from .best_of_n import BestOfN, Sample
 from .diffusers_callback import StepGuard
 from .loss import IdentityLoss
+from .resampling import check_steering, resamples_at, select
 from .schedulers import step_view
 from .step import Decode
 
-POTENTIALS = ("difference", "value")
 # Per-particle tensors a sampler keeps between steps (multistep solvers, PNDM, LMS).
 SAMPLER_STATE = ("model_outputs", "last_sample", "sample", "ets", "cur_sample", "derivatives", "prev_derivative")
 
@@ -54,14 +53,7 @@ class ParticleSteering(PipelineCallback):
                  end: float = 0.8, temperature: float = 20.0, potential: str = "difference",
                  decoder: Decode | None = None, decode_size: int | None = 512, seed: int = 0):
         super().__init__()
-        if potential not in POTENTIALS:
-            raise ValueError(f"potential must be one of {', '.join(POTENTIALS)}, got {potential!r}")
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
-        if not 0.0 <= start <= end <= 1.0:
-            raise ValueError(f"need 0 <= start <= end <= 1, got start={start}, end={end}")
-        if not math.isfinite(temperature) or temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        check_steering(every, start, end, temperature, potential)
         self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
                                 decode_size=decode_size, seed=seed, scorer=scorer.name)
         self.loss = IdentityLoss(scorer, reference)
@@ -73,9 +65,6 @@ class ParticleSteering(PipelineCallback):
         self.resamplings = 0  # how many times particles were resampled in the last run
         self.scored = 0  # particle scorings in the last run
 
-    def _resamples_at(self, step_index: int, num_steps: int) -> bool:
-        return step_index > 0 and self.start <= step_index / num_steps < self.end and step_index % self.every == 0
-
     def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
         num_steps = pipeline.num_timesteps
         self._scheduler = pipeline.scheduler
@@ -85,7 +74,7 @@ class ParticleSteering(PipelineCallback):
         denoised, self._denoised = self._denoised, None
         if denoised is not None:
             callback_kwargs["latents"] = self._resample(pipeline, denoised, callback_kwargs["latents"])
-        if step_index + 1 < num_steps and self._resamples_at(step_index + 1, num_steps):
+        if step_index + 1 < num_steps and resamples_at(step_index + 1, num_steps, self.every, self.start, self.end):
             StepGuard(pipeline, self._record)
         return callback_kwargs
 
@@ -99,9 +88,7 @@ class ParticleSteering(PipelineCallback):
         with torch.inference_mode():
             scores = 1.0 - self.loss(decode(denoised).float()).float().cpu()
         self.scored += len(scores)
-        value = scores - self._previous if (self.potential == "difference" and self._previous is not None) else scores
-        logits = self.temperature * torch.nan_to_num(value, nan=-1e4)
-        index = torch.multinomial(torch.softmax(logits, 0), len(scores), replacement=True, generator=self._generator)
+        index = select(scores, self._previous, self.temperature, self.potential, self._generator)
         self._previous = scores[index]
         self.resamplings += 1
         resample_state(pipeline.scheduler, index, len(scores))

@@ -7,13 +7,14 @@ from .guidance import IdentityGuidance
 from .evaluation import DreamBenchScore, HumanAlignment, LoadDreamBenchFolder
 from .images import LoadImageFolder
 from .maps import IdentitySimilarityMap, IdentitySimilarityMatrix
+from .particles import IdentityParticleSampler
 from .score import IdentityRank, IdentityScore
 from .search import IdentityNoiseSearch
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
 
 NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance,
-         IdentityBestOfN, IdentityNoiseSearch, IdentitySimilarityMap, IdentitySimilarityMatrix, LoadDreamBenchFolder,
-         DreamBenchScore, HumanAlignment]
+         IdentityBestOfN, IdentityNoiseSearch, IdentityParticleSampler, IdentitySimilarityMap, IdentitySimilarityMatrix,
+         LoadDreamBenchFolder, DreamBenchScore, HumanAlignment]
 
 
 class IDGuideExtension(ComfyExtension):

@@ -26,8 +26,8 @@ def write_tiny_sd15(path: Path) -> None:
     subprocess.run([python, str(script), str(comfyui_checkout()), str(path)], check=True, capture_output=True)
 
 
-NODES = ["IDGuideGuidance", "IDGuideBestOfN", "IDGuideLoadScorer", "IDGuideReference", "IDGuideScore", "IDGuideRank",
-         "IDGuideLoadImageFolder", "IDGuideSimilarityMap", "IDGuideSimilarityMatrix", "IDGuideDreamBenchFolder",
+NODES = ["IDGuideGuidance", "IDGuideBestOfN", "IDGuideNoiseSearch", "IDGuideParticleSampler", "IDGuideLoadScorer",
+         "IDGuideReference", "IDGuideScore", "IDGuideRank", "IDGuideLoadImageFolder", "IDGuideSimilarityMap", "IDGuideSimilarityMatrix", "IDGuideDreamBenchFolder",
          "IDGuideDreamBenchScore", "IDGuideHumanAlignment"]
 
 
@@ -182,3 +182,31 @@ def test_noise_search_workflow_runs_both_methods(server):
         assert scores == sorted(scores, reverse=True)
         assert f"({count} samples, {method}, budget 4)" in text
         assert len(history["outputs"]["9"]["images"]) == 3
+
+
+def test_particle_sampler_runs_in_sampler_custom_advanced(server):
+    prompt = load("api/identity_guidance.json")
+    prompt["4"]["inputs"].update(width=256, height=256, batch_size=3)
+    for node in ("8", "9", "10", "11", "12", "13", "14"):
+        del prompt[node]
+    prompt.update({
+        "20": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler_ancestral"}},
+        "21": {"class_type": "IDGuideParticleSampler",
+               "inputs": {"sampler": ["20", 0], "vae": ["1", 2], "reference": ["7", 0], "every": 2, "start": 0.0,
+                          "end": 0.8, "temperature": 20.0, "potential": "difference", "decode_size": 256, "seed": 0}},
+        "22": {"class_type": "CFGGuider", "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
+                                                      "cfg": 7.0}},
+        "23": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "normal", "steps": 4,
+                                                           "denoise": 1.0}},
+        "24": {"class_type": "RandomNoise", "inputs": {"noise_seed": 3}},
+        "25": {"class_type": "SamplerCustomAdvanced", "inputs": {"noise": ["24", 0], "guider": ["22", 0],
+                                                                  "sampler": ["21", 0], "sigmas": ["23", 0],
+                                                                  "latent_image": ["4", 0]}},
+        "26": {"class_type": "VAEDecode", "inputs": {"samples": ["25", 0], "vae": ["1", 2]}},
+        "27": {"class_type": "IDGuideRank", "inputs": {"reference": ["7", 0], "images": ["26", 0], "top_k": 1,
+                                                        "threshold": 0.0, "if_none_pass": "keep_best"}},
+        "28": {"class_type": "SaveImage", "inputs": {"images": ["27", 0], "filename_prefix": "idguide_particles"}},
+    })
+    history = server.run(prompt, timeout=600)
+    assert history["status"]["status_str"] == "success", history["status"]
+    assert len(history["outputs"]["28"]["images"]) == 1

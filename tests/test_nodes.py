@@ -474,3 +474,39 @@ def test_noise_search_spends_its_budget_on_ksampler_paths(comfy, nearid, vaes, b
             assert any(torch.allclose(image, branch_image, atol=1e-5) for image in images)
     with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         run(nodes.IdentityNoiseSearch, method=method, budget=0, keep=1, **common)
+
+
+def test_particle_sampler_resamples_toward_the_best_particle(comfy, nearid, vaes, batch):
+    """No resampling step: exactly the wrapped sampler. A resampling with a huge temperature on a
+    deterministic sampler: every particle continues from the best one, so all come out equal."""
+    nodes, _ = comfy
+    import comfy.samplers
+
+    patcher, channels, positive, negative = tiny_model("SD15")
+    vae = vaes[channels]
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    latent = torch.zeros(3, channels, 8, 8)
+    noise = torch.randn(3, channels, 8, 8, generator=torch.Generator().manual_seed(3))
+    sigmas = comfy.samplers.calculate_sigmas(patcher.get_model_object("model_sampling"), "normal", 4)
+    guider = comfy.samplers.CFGGuider(patcher)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(2.0)
+    base = comfy.samplers.sampler_object("euler")
+    options = dict(vae=vae, reference=reference, start=0.0, end=1.0, potential="value", decode_size=64, seed=0)
+
+    def sample(sampler):
+        return guider.sample(noise.clone(), latent, sampler, sigmas, seed=5, disable_pbar=True)
+
+    plain = sample(base)
+    unsteered = run(nodes.IdentityParticleSampler, sampler=base, every=8, temperature=20.0, **options)[0]
+    torch.testing.assert_close(sample(unsteered), plain, rtol=0, atol=0)
+    assert unsteered.sampler_function.resamplings == 0
+    steered = run(nodes.IdentityParticleSampler, sampler=base, every=2, temperature=1e4, **options)[0]
+    out = sample(steered)
+    assert steered.sampler_function.resamplings == 1
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    assert not torch.equal(plain[0], plain[1])
+    with pytest.raises(ValueError, match="every must be an integer >= 1"):
+        run(nodes.IdentityParticleSampler, sampler=base, every=0, temperature=1.0, **options)
+    with pytest.raises(TypeError, match="wraps a k-diffusion sampler"):
+        run(nodes.IdentityParticleSampler, sampler=object(), every=2, temperature=1.0, **options)

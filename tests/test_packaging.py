@@ -5,6 +5,7 @@ missing extra is named, and the built wheel works away from the checkout."""
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -118,8 +119,12 @@ def wheel_site(tmp_path_factory):
     """The wheel (python -m build), installed away from the checkout (no editable path)."""
     pytest.importorskip("build", reason="needs the build package (pip install -e '.[test]')")
     root = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(root / "dist"), str(REPO)],
-                   check=True, capture_output=True, text=True)
+    # Built from a copy, so setuptools' build/ folder never lands in the checkout.
+    source = root / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                                 "__pycache__", ".pytest_cache", "benchmarks"))
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(root / "dist"),
+                    str(source)], check=True, capture_output=True, text=True)
     (wheel,) = (root / "dist").glob("idguide-*.whl")
     site = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(wheel)],
