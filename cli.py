@@ -4,25 +4,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from .scorers import Embedding, ImageInputError, Scorer, WeightsError, available_scorers, load_image, load_scorer
+from .arguments import add_scorer_options, batch_size, finite_float, positive_int, scorer_from_args
+from .evaluation.cli import add_parser as add_eval_parser
+from .scorers import Embedding, ImageInputError, Scorer, WeightsError, available_scorers, load_image
 from .scorers.idsim import IdSimScorer
-from .scorers.images import list_images
+from .scorers.images import check_image, list_images
 from .scorers.ranking import rank
+from .scorers.registry import resolve_device, resolve_name
+from .scorers.weights import set_interface
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line too (``idguide: error: …``, exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"idguide: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="idguide", description=__doc__)
+    parser = Parser(prog="idguide", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or IDGUIDE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
     add_scorer_options(common)
     common.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     score = sub.add_parser("score", parents=[common], help="score images against a reference image")
     score.add_argument("reference", type=Path)
@@ -31,37 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     rank = sub.add_parser("rank", parents=[common], help="rank the images of a folder against a reference")
     rank.add_argument("reference", type=Path)
     rank.add_argument("folder", type=Path)
-    rank.add_argument("--top-k", type=int, help="keep the K most similar images")
-    rank.add_argument("--threshold", type=float, help="keep images with similarity >= T")
+    rank.add_argument("--top-k", type=positive_int, help="keep the K most similar images")
+    rank.add_argument("--threshold", type=finite_float, help="keep images with similarity >= T")
 
     sub.add_parser("list", help="list the available scorers")
-    from .evaluation.cli import add_parser
-
-    add_parser(sub)
+    add_eval_parser(sub)
     return parser
-
-
-def add_scorer_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metric", required=True, help="scorer name (see 'idguide list')")
-    parser.add_argument("--weights", help="local folder/file in the official layout, or a Hugging Face repo id")
-    parser.add_argument("--mode", choices=["cls", "patch", "joint"], help="ID-Sim mode (default cls)")
-    parser.add_argument("--patch-distance", choices=["pooled", "sinkhorn"], help="ID-Sim patch distance")
-    parser.add_argument("--backbone", help="ID-Sim: backbone .pth file or Hugging Face DINOv2 folder/repo")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="weights precision (default fp32)")
-    parser.add_argument("--batch-size", type=int,
-                        help="images per forward pass (default: 8 on a GPU, 1 on the CPU, where batching is slower)")
-
-
-def load_from_args(args: argparse.Namespace) -> Scorer:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError("--batch-size must be at least 1")
-    return load_scorer(args.metric, weights=args.weights, device=args.device, dtype=args.dtype, **scorer_options(args))
-
-
-def scorer_options(args: argparse.Namespace) -> dict:
-    names = {"mode": args.mode, "patch_distance": args.patch_distance, "backbone": args.backbone}
-    return {k: v for k, v in names.items() if v is not None}
 
 
 def embed_files(scorer: Scorer, paths: Sequence[Path], batch_size: int) -> Embedding:
@@ -103,45 +93,61 @@ def print_rows(rows: list[dict], as_json: bool, ranked: bool) -> None:
         print("  ".join(cells) + "  " + row["path"])
 
 
+def one_line(error: BaseException) -> str:
+    """An exception as one line; the type is named unless it is one of the expected kinds."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, (ValueError, TypeError, OSError, WeightsError, ImageInputError)):
+        return text
+    return f"{type(error).__name__}: {text} (run with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    set_interface("cli")
+    debug = getattr(args, "debug", False) or os.environ.get("IDGUIDE_DEBUG", "") not in ("", "0")
+    try:
+        return run(args)
+    except KeyboardInterrupt as interrupt:
+        kept = f": {interrupt}" if str(interrupt) else ""
+        print(f"idguide: interrupted{kept}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            traceback.print_exc()
+        print(f"idguide: error: {one_line(error)}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     if args.command == "list":
         for name, description in available_scorers().items():
             print(f"{name:22} {description}")
         return 0
     if args.command == "eval":
-        from .evaluation.cli import run
+        from .evaluation.cli import run as run_eval
 
-        try:
-            return run(args)
-        except (WeightsError, ImageInputError, ValueError) as error:
-            print(f"idguide: error: {error}", file=sys.stderr)
-            return 2
-    try:
-        if args.command == "rank":
-            paths = list_images(args.folder)
-            paths = [p for p in paths if p.resolve() != args.reference.resolve()]
-            if not paths:
-                raise ImageInputError(f"no images in {args.folder}")
-        else:
-            paths = list(args.images)
-        load_image(args.reference)  # fail on a bad reference before loading any weights
-        scorer = load_from_args(args)
-        with torch.inference_mode():
-            batch_size = args.batch_size or (8 if scorer.device.type == "cuda" else 1)
-            rows = results(scorer, args.reference, paths, batch_size)
-    except (WeightsError, ImageInputError, ValueError, TypeError) as error:
-        print(f"idguide: error: {error}", file=sys.stderr)
-        return 2
+        return run_eval(args)
+    # Everything cheap first: names, device, thresholds, every image, then the weights.
+    if args.command == "rank" and args.threshold is not None and args.threshold > 1:
+        raise ValueError(f"--threshold {args.threshold:g} can never be met: similarities are at most 1")
+    resolve_name(args.metric)
+    resolve_device(args.device)
+    if args.command == "rank":
+        paths = [p for p in list_images(args.folder) if p.resolve() != args.reference.resolve()]
+        if not paths:
+            raise ImageInputError(f"no images in {args.folder}")
+    else:
+        paths = list(args.images)
+    for path in [args.reference, *paths]:
+        check_image(path)
+    scorer = scorer_from_args(args)
+    with torch.inference_mode():
+        rows = results(scorer, args.reference, paths, batch_size(args, scorer))
     if args.command == "rank":
         scores = [r["similarity"] for r in rows]
         for position, i in enumerate(rank(scores).kept, 1):  # ranks count every image
             rows[i]["rank"] = position
-        try:
-            rows = [rows[i] for i in rank(scores, args.top_k, args.threshold, on_empty="error").kept]
-        except ValueError as error:
-            print(f"idguide: {error}", file=sys.stderr)
-            return 1
+        rows = [rows[i] for i in rank(scores, args.top_k, args.threshold, on_empty="error").kept]
     print_rows(rows, args.json, ranked=args.command == "rank")
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from idguide import load_scorer
-from idguide.evaluation.draw import pyplot
+from idguide.drawing import pyplot
 from idguide import Augment
 from idguide.proving.harness import (SCHEDULERS, Sample, Sampling, best_of, generators, guided, particles,
                                      path_searched, searched, unguided, use_scheduler)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from ..arguments import add_scorer_options, batch_size, positive_int, scorer_from_args
+from ..scorers.registry import resolve_device, resolve_name
 from . import dreambench as db
 from . import report, stats
 
@@ -28,8 +31,6 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="write CSV, Markdown and plots here")
 
     p = protocols.add_parser("dreambench-score", help="score DreamBench++-layout samples into rating files")
-    from ..cli import add_scorer_options
-
     add_scorer_options(p)
     p.add_argument("--samples", type=Path, required=True, help="<subject key>/<i>.png of one method")
     p.add_argument("--references", type=Path, required=True, help="one image per subject, named by its key")
@@ -41,7 +42,7 @@ def add_parser(sub) -> None:
 
     p = protocols.add_parser("retrieval", help="mAP, ROC-AUC and nDCG (PODS, DeepFashion2, AerialCattle)")
     p.add_argument("scores", type=Path, help="CSV with columns query, query_id, gallery, gallery_id, score")
-    p.add_argument("--k", type=int, help="nDCG@k (default: the whole gallery)")
+    p.add_argument("--k", type=positive_int, help="nDCG@k (default: the whole gallery)")
 
     p = protocols.add_parser("triplets", help="triplet accuracy (CUTE; per split when a split column exists)")
     p.add_argument("scores", type=Path, help="CSV with columns positive, negative [, split]")
@@ -50,55 +51,115 @@ def add_parser(sub) -> None:
     p.add_argument("scores", type=Path, help="CSV with columns sample, positive, negative (one row per trial)")
 
 
+EXTRA = "\0extra"  # where csv puts the values of a row longer than the header
+
+
 def read_csv(path: Path, columns: list[str]) -> list[dict]:
+    """Rows of a score CSV, each checked to be complete; errors name the file, row and column."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; expected a CSV file with columns {', '.join(columns)}")
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a BOM is not part of the header
+            reader = csv.DictReader(f, restkey=EXTRA)
+            header = reader.fieldnames or []
+            rows = list(reader)
     except FileNotFoundError:
         raise ValueError(f"score file not found: {path}") from None
-    missing = [c for c in columns if not rows or c not in rows[0]]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise ValueError(f"{path}: not a readable CSV ({error})") from None
+    if len(set(header)) != len(header):
+        raise ValueError(f"{path}: the header repeats a column ({', '.join(header)})")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(header) or 'no header'})")
     if not rows:
         raise ValueError(f"{path}: no rows")
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(rows[0])})")
+    for number, row in enumerate(rows, 2):
+        if EXTRA in row:
+            raise ValueError(f"{path}, row {number}: {len(header) + len(row[EXTRA])} values for "
+                             f"{len(header)} columns")
+        if any(row[c] is None for c in header):
+            given = sum(row[c] is not None for c in header)
+            raise ValueError(f"{path}, row {number}: {given} values for {len(header)} columns")
     return rows
 
 
 def numbers(rows: list[dict], column: str, path: Path) -> np.ndarray:
-    try:
-        return np.array([float(r[column]) for r in rows])
-    except ValueError as error:
-        raise ValueError(f"{path}: column {column}: {error}") from None
+    values = []
+    for number, row in enumerate(rows, 2):
+        text = row[column].strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{path}, row {number}, column {column!r}: {text!r} is not a number") from None
+        if not np.isfinite(value):
+            raise ValueError(f"{path}, row {number}, column {column!r}: {text!r} is not a finite number")
+        values.append(value)
+    return np.array(values)
+
+
+def labels(rows: list[dict], path: Path) -> np.ndarray:
+    for number, row in enumerate(rows, 2):
+        if row["label"].strip() not in ("0", "1"):
+            raise ValueError(f"{path}, row {number}, column 'label': {row['label']!r} is not 0 (different) or "
+                             "1 (same)")
+    return np.array([int(r["label"]) for r in rows])
+
+
+def unique_ids(rows: list[dict], item: str, column: str, path: Path) -> dict[str, str]:
+    """item name → its instance id; one item with two ids is an error naming both rows."""
+    ids, first = {}, {}
+    for number, row in enumerate(rows, 2):
+        name, value = row[item], row[column]
+        if name in ids and ids[name] != value:
+            raise ValueError(f"{path}: {item} {name!r} has {column} {ids[name]!r} in row {first[name]} and "
+                             f"{value!r} in row {number}")
+        ids.setdefault(name, value)
+        first.setdefault(name, number)
+    return ids
+
+
+def retrieval_matrix(rows: list[dict], path: Path) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]]:
+    scores = numbers(rows, "score", path)
+    query_ids, gallery_ids = unique_ids(rows, "query", "query_id", path), unique_ids(rows, "gallery", "gallery_id", path)
+    queries, gallery = list(query_ids), list(gallery_ids)
+    qi, gi = {q: i for i, q in enumerate(queries)}, {g: i for i, g in enumerate(gallery)}
+    matrix = np.full((len(queries), len(gallery)), np.nan)
+    seen = {}
+    for number, (row, score) in enumerate(zip(rows, scores), 2):
+        pair = (row["query"], row["gallery"])
+        if pair in seen:
+            raise ValueError(f"{path}: query {pair[0]!r} and gallery {pair[1]!r} are scored twice "
+                             f"(rows {seen[pair]} and {number})")
+        seen[pair] = number
+        matrix[qi[pair[0]], gi[pair[1]]] = score
+    if np.isnan(matrix).any():
+        q, g = np.argwhere(np.isnan(matrix))[0]
+        raise ValueError(f"{path}: no score for query {queries[q]!r} and gallery {gallery[g]!r} "
+                         f"({int(np.isnan(matrix).sum())} pairs missing)")
+    instances = set(gallery_ids.values())
+    lonely = [q for q in queries if query_ids[q] not in instances]
+    if lonely:
+        raise ValueError(f"{path}: {len(lonely)} queries have no gallery item of their instance, first "
+                         f"{lonely[0]!r} (query_id {query_ids[lonely[0]]!r})")
+    return matrix, queries, gallery, [query_ids[q] for q in queries], [gallery_ids[g] for g in gallery]
 
 
 def run(args: argparse.Namespace) -> int:
     if args.protocol == "dreambench":
         return run_dreambench(args)
     if args.protocol == "dreambench-score":
-        from .scoring import score_samples
-
-        score_samples(args)
-        return 0
+        return run_dreambench_score(args)
     if args.protocol == "verification":
         rows = read_csv(args.scores, ["label", "score"])
-        labels, scores = numbers(rows, "label", args.scores), numbers(rows, "score", args.scores)
-        table = [["pairs", str(len(rows))], ["AP", f"{stats.average_precision(labels, scores):.4f}"],
-                 ["ROC-AUC", f"{stats.roc_auc(labels, scores):.4f}"]]
+        same, scores = labels(rows, args.scores), numbers(rows, "score", args.scores)
+        table = [["pairs", str(len(rows))], ["AP", f"{stats.average_precision(same, scores):.4f}"],
+                 ["ROC-AUC", f"{stats.roc_auc(same, scores):.4f}"]]
     elif args.protocol == "retrieval":
         rows = read_csv(args.scores, ["query", "query_id", "gallery", "gallery_id", "score"])
-        queries = list(dict.fromkeys(r["query"] for r in rows))
-        gallery = list(dict.fromkeys(r["gallery"] for r in rows))
-        qi, gi = {q: i for i, q in enumerate(queries)}, {g: i for i, g in enumerate(gallery)}
-        matrix = np.full((len(queries), len(gallery)), np.nan)
-        query_ids, gallery_ids = {}, {}
-        for r in rows:
-            matrix[qi[r["query"]], gi[r["gallery"]]] = float(r["score"])
-            query_ids[r["query"]], gallery_ids[r["gallery"]] = r["query_id"], r["gallery_id"]
-        if np.isnan(matrix).any():
-            q, g = np.argwhere(np.isnan(matrix))[0]
-            raise ValueError(f"{args.scores}: no score for query {queries[q]!r} and gallery {gallery[g]!r} "
-                             f"({int(np.isnan(matrix).sum())} pairs missing)")
-        q_ids, g_ids = [query_ids[q] for q in queries], [gallery_ids[g] for g in gallery]
+        matrix, queries, gallery, q_ids, g_ids = retrieval_matrix(rows, args.scores)
         table = [["queries", str(len(queries))], ["gallery", str(len(gallery))],
                  ["mAP", f"{stats.retrieval_map(matrix, q_ids, g_ids):.4f}"],
                  ["ROC-AUC", f"{stats.retrieval_auc(matrix, q_ids, g_ids):.4f}"],
@@ -113,9 +174,10 @@ def run(args: argparse.Namespace) -> int:
                  for name, part in sorted(splits.items())]
     else:
         rows = read_csv(args.scores, ["sample", "positive", "negative"])
+        positive, negative = numbers(rows, "positive", args.scores), numbers(rows, "negative", args.scores)
         trials = defaultdict(list)
-        for r in rows:
-            trials[r["sample"]].append((float(r["positive"]), float(r["negative"])))
+        for r, p, n in zip(rows, positive, negative):
+            trials[r["sample"]].append((p, n))
         counts = {len(t) for t in trials.values()}
         if len(counts) != 1:
             raise ValueError(f"{args.scores}: samples have different numbers of trials ({sorted(counts)})")
@@ -127,7 +189,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def writable_folder(out: Path, option: str = "--out") -> Path:
+    """Create ``out`` (or check it) before any work, so a bad --out fails first, in one line."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{option} {out} cannot be created ({error.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {out} is not writable")
+    return out
+
+
+def run_dreambench_score(args: argparse.Namespace) -> int:
+    """Checks the folders, --out and the device before loading weights; shards under ``accelerate launch``."""
+    from tqdm.auto import tqdm
+
+    from .scoring import Layout, process_state, score_layout
+
+    layout = Layout(args.samples, args.references)
+    writable_folder(args.out)
+    resolve_name(args.metric)
+    resolve_device(args.device)
+    method = args.method or args.samples.resolve().name
+    state = process_state()
+    scorer = scorer_from_args(args, device=str(state.device) if state and args.device is None else None)
+    main = state.is_main_process if state else True
+    with tqdm(desc=f"scoring {method}", unit="img", file=sys.stderr, disable=not main) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        final = score_layout(scorer, layout, args.out, method, batch_size(args, scorer), state, progress)
+    if main:
+        print(f"wrote {final} ({len(layout.samples)} images)", file=sys.stderr)
+    return 0
+
+
 def run_dreambench(args: argparse.Namespace) -> int:
+    if args.out:
+        writable_folder(args.out)
     group1, group2 = (db.read_folder(g, "-cp") for g in db.find_groups(args.ratings))
     metrics = {}
     for item in args.metric_scores:
@@ -182,7 +285,7 @@ def write_outputs(out: Path, results, pooled, metrics, group1, group2, notes) ->
 
 
 def save(figure, path: Path) -> None:
-    from .draw import pyplot
+    from ..drawing import pyplot
 
     figure.savefig(path)
     pyplot().close(figure)

@@ -73,12 +73,15 @@ def read_ratings(path: Path, allow_missing: bool = False) -> Ratings:
     return {k: math.nan if v is None else float(v) for k, v in data.items()}
 
 
+PROVENANCE = ".provenance.json"  # what produced a rating file sits beside it (evaluation.scoring)
+
+
 def read_folder(folder: Path, suffix: str = "", allow_missing: bool = False) -> dict[str, Ratings]:
     """Every ``<method><suffix>.json`` of a folder, by method name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"not a folder of rating files: {folder}")
-    files = sorted(folder.glob(f"*{suffix}.json"))
+    files = sorted(f for f in folder.glob(f"*{suffix}.json") if not f.name.endswith(PROVENANCE))
     if not files:
         raise ValueError(f"{folder} holds no *{suffix}.json rating files")
     return {f.name[: -len(f"{suffix}.json")]: read_ratings(f, allow_missing) for f in files}

@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .draw import pyplot
+from ..drawing import pyplot
 from .dreambench import HUMAN, Alignment
 
 LABELS = {"object": "Object", "live_subject_animal": "Animal", "live_subject_human": "Human", "style": "Style",

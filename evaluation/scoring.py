@@ -9,15 +9,17 @@ Resumable: scores are appended (flushed, fsynced) to ``OUT/<method>.partial-<ran
 are computed; a rerun reads every partial file, skips what is done, and the final JSON is written
 atomically (temporary file + rename), so a kill never leaves a truncated rating file. Under
 ``accelerate launch`` each process scores its share (``PartialState.split_between_processes``)
-and the main process merges the shares.
+and the main process merges the shares. What produced the scores (scorer and options, weights,
+precision, IDGuide version) heads each partial file and sits beside the final one
+(``OUT/<method>.provenance.json``); a rerun with anything else stops and says what differs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +27,7 @@ import torch
 
 from ..scorers.images import IMAGE_SUFFIXES, load_image
 from ..scorers.optional import require
-from .dreambench import parse_key
+from .dreambench import PROVENANCE, parse_key
 
 
 def sample_keys(samples: Path) -> dict[str, Path]:
@@ -60,21 +62,53 @@ def reference_files(references: Path, subjects: set[str]) -> dict[str, Path]:
     return {s: by_stem[s] for s in subjects}
 
 
-def read_partials(out: Path, method: str) -> dict[str, float]:
+def provenance(scorer) -> dict:
+    """What produces a rating file: resuming with anything else would mix two metrics in one file."""
+    from .. import __version__
+
+    return {"scorer": scorer.tag, "weights": getattr(scorer, "weights_id", "unknown"),
+            "dtype": str(scorer.dtype).removeprefix("torch."), "idguide": __version__}
+
+
+def provenance_path(out: Path, method: str) -> Path:
+    """The final rating file keeps the published ``{key: score}`` format; its record sits beside it."""
+    return out / f"{method}{PROVENANCE}"
+
+
+def read_partials(out: Path, method: str, expected: dict | None = None) -> dict[str, float]:
     """Scores already computed: the final file if any, then every partial file (a line cut by a
-    kill is ignored)."""
+    kill is ignored). With ``expected``, every file must have been written with that provenance."""
     done = {}
     final = out / f"{method}.json"
     if final.exists():
+        record = provenance_path(out, method)
+        check_provenance(json.loads(record.read_text()) if record.exists() else None, expected, final, out, method)
         done.update(json.loads(final.read_text()))
     for partial in sorted(out.glob(f"{method}.partial-*.jsonl")):
+        record = None
         for line in partial.read_text().splitlines():
             try:
-                key, value = json.loads(line)
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    record = entry.get("provenance")
+                    continue
+                key, value = entry
             except (ValueError, TypeError):
                 continue
+            check_provenance(record, expected, partial, out, method)
             done[key] = value
     return done
+
+
+def check_provenance(found: dict | None, expected: dict | None, path: Path, out: Path, method: str) -> None:
+    if expected is None or found == expected:
+        return
+    start_over = (f"to start over, delete {out / method}.json, {method}.provenance.json and "
+                  f"{method}.partial-*.jsonl there, or choose another output folder")
+    if found is None:
+        raise ValueError(f"{path} holds scores with no record of what produced them; not resuming ({start_over})")
+    differs = "; ".join(f"{k}: {found.get(k)!r} there, {v!r} now" for k, v in expected.items() if found.get(k) != v)
+    raise ValueError(f"{path} was scored with other settings ({differs}); not resuming ({start_over})")
 
 
 def write_atomic(path: Path, data: dict) -> None:
@@ -84,6 +118,16 @@ def write_atomic(path: Path, data: dict) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+@contextmanager
+def kept_on_interrupt(partial: Path):
+    """Ctrl-C: say what was kept for a resume (the partial file is flushed after every batch)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = sum(1 for line in partial.read_text().splitlines() if line.startswith("["))
+        raise KeyboardInterrupt(f"{kept} scores kept in {partial}; run the same command again to resume") from None
 
 
 def process_state():
@@ -110,14 +154,16 @@ class Layout:
 def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int = 1, state=None,
                  progress: Callable[[int, int], None] | None = None, check: Callable[[], None] | None = None) -> Path:
     """Score every sample against its subject's reference into ``out/<method>.json``, resuming from
-    earlier partial files. ``progress(done, total)`` after each batch (this process's count, with
-    what was scored before); ``check()`` before each batch may raise to cancel (what was scored
-    stays in the partial file)."""
+    earlier partial files written with the same scorer, weights, precision and IDGuide version
+    (anything else is refused: see ``provenance``). ``progress(done, total)`` after each batch (this
+    process's count, with what was scored before); ``check()`` before each batch may raise to
+    cancel (what was scored stays in the partial file; Ctrl-C says so)."""
     out.mkdir(parents=True, exist_ok=True)
+    record = provenance(scorer)
     rank, main = (state.process_index, state.is_main_process) if state else (0, True)
     if state:
         state.wait_for_everyone()  # every process reads what is done before any writes: one split for all
-    done = read_partials(out, method)
+    done = read_partials(out, method, record)
     todo = [k for k in layout.samples if k not in done]
     if main and done:
         print(f"resuming: {len(layout.samples) - len(todo)} of {len(layout.samples)} images already scored",
@@ -127,7 +173,9 @@ def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int
         with state.split_between_processes(todo) as share:
             todo = list(share)
     embedded = {}
-    with open(out / f"{method}.partial-{rank}.jsonl", "a") as log, torch.inference_mode():
+    partial = out / f"{method}.partial-{rank}.jsonl"
+    with open(partial, "a") as log, torch.inference_mode(), kept_on_interrupt(partial):
+        log.write(json.dumps({"provenance": record}) + "\n")
         for start in range(0, len(todo), batch_size):
             if check:
                 check()
@@ -146,36 +194,12 @@ def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int
         state.wait_for_everyone()
     final = out / f"{method}.json"
     if main:
-        done = read_partials(out, method)
+        done = read_partials(out, method, record)
         missing = [k for k in layout.samples if k not in done]
         if missing:
             raise ValueError(f"{len(missing)} images have no score after scoring (first {missing[0]}); rerun to resume")
+        write_atomic(provenance_path(out, method), record)
         write_atomic(final, {k: done[k] for k in sorted(layout.samples)})
         for partial in out.glob(f"{method}.partial-*.jsonl"):
             partial.unlink()
     return final
-
-
-def score_samples(args: argparse.Namespace) -> None:
-    """The CLI: checks the folders before loading weights, shards under ``accelerate launch``."""
-    from tqdm.auto import tqdm
-
-    from ..cli import load_from_args
-
-    layout = Layout(args.samples, args.references)
-    method = args.method or args.samples.resolve().name
-    state = process_state()
-    if state and args.device is None:
-        args.device = str(state.device)
-    scorer = load_from_args(args)
-    batch_size = args.batch_size or (8 if scorer.device.type == "cuda" else 1)
-    main = state.is_main_process if state else True
-    with tqdm(desc=f"scoring {method}", unit="img", file=sys.stderr, disable=not main) as bar:
-        def progress(done, total):
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-
-        final = score_layout(scorer, layout, args.out, method, batch_size, state, progress)
-    if main:
-        print(f"wrote {final} ({len(layout.samples)} images)", file=sys.stderr)

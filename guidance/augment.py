@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..scorers import checks
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -25,13 +27,11 @@ class Augment:
     jitter: float = 0.05
 
     def __post_init__(self):
-        if not isinstance(self.draws, int) or self.draws < 0:
-            raise ValueError(f"augment draws must be an integer >= 0, got {self.draws!r}")
+        checks.integer("augment draws", self.draws, 0)
         low, high = self.crop
-        if not 0.1 <= low <= high <= 1.0:
-            raise ValueError(f"augment crop must satisfy 0.1 <= min <= max <= 1, got {self.crop}")
-        if not 0.0 <= self.jitter < 1.0:
-            raise ValueError(f"augment jitter must be in [0, 1), got {self.jitter}")
+        checks.number("augment crop min", low, 0.1, 1.0)
+        checks.number("augment crop max", high, low, 1.0)
+        checks.number("augment jitter", self.jitter, 0.0, 1.0, high_open=True)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B,3,H,W]`` in [0, 1] → ``[draws·B,3,H,W]`` (draw-major), differentiable in ``images``."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..scorers import Scorer
+from ..scorers import Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 
 
@@ -56,8 +56,11 @@ def best_of_n(
     Stops after the batch in which a score reaches ``threshold``. ``pipe_kwargs`` go to the
     pipeline (prompt, steps, ``callback_on_step_end`` for guidance, ...).
     """
-    if n < 1 or batch_size < 1 or keep < 1:
-        raise ValueError(f"n, batch_size and keep must be >= 1, got {n}, {batch_size}, {keep}")
+    for name, value in (("n", n), ("batch_size", batch_size), ("keep", keep)):
+        checks.integer(name, value)
+    checks.integer("seed", seed, 0)
+    if threshold is not None:
+        checks.number("threshold", threshold)
     for reserved in ("generator", "num_images_per_prompt", "output_type"):
         if reserved in pipe_kwargs:
             raise ValueError(f"best_of_n sets '{reserved}' itself; pass seed= instead" if reserved == "generator"

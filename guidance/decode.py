@@ -12,6 +12,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..scorers import checks
+
 
 class VaeDecoder:
     """``vae.decode(latents / scaling + shift)`` mapped to [0, 1], optionally at reduced size.
@@ -28,6 +30,7 @@ class VaeDecoder:
         unpack: Callable[[torch.Tensor], torch.Tensor] | None = None,
         scale_factor: int | None = None,
     ):
+        checks.decode_size(decode_size)
         self.vae = vae
         config = vae.config
         self.scaling = float(config.scaling_factor)

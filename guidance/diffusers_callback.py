@@ -21,10 +21,15 @@ pixel-space pipeline's decoder is the map to [0, 1]; the schedulers of
 from __future__ import annotations
 
 import torch
-from diffusers import FluxPipeline, StableDiffusion3Pipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    FluxPipeline,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 from diffusers.callbacks import PipelineCallback
 
-from ..scorers import Scorer
+from ..scorers import Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 from .augment import Augment
 from .decode import VaeDecoder
@@ -107,6 +112,7 @@ class IdentityGuidanceCallback(PipelineCallback):
     ):
         super().__init__()
         self.settings = GuidanceSettings(scale, start, end, every, inner_steps, clip, augment, schedule)
+        checks.decode_size(decode_size)
         self.register_to_config(
             scale=scale, start=start, end=end, every=every, inner_steps=inner_steps, decode_size=decode_size,
             clip=clip, reference_mode=reference_mode, scorer=scorer.name, schedule=schedule,

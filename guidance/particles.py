@@ -11,11 +11,10 @@ the particles ranked by their final score.
 
 from __future__ import annotations
 
-
 import torch
 from diffusers.callbacks import PipelineCallback
 
-from ..scorers import Scorer
+from ..scorers import Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 from .best_of_n import BestOfN, Sample
 from .diffusers_callback import StepGuard
@@ -54,6 +53,8 @@ class ParticleSteering(PipelineCallback):
                  decoder: Decode | None = None, decode_size: int | None = 512, seed: int = 0):
         super().__init__()
         check_steering(every, start, end, temperature, potential)
+        checks.decode_size(decode_size)
+        checks.integer("seed", seed, 0)
         self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
                                 decode_size=decode_size, seed=seed, scorer=scorer.name)
         self.loss = IdentityLoss(scorer, reference)

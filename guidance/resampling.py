@@ -3,9 +3,9 @@ and the ComfyUI sampler: when to resample and which particles survive. Pure torc
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from ..scorers import checks
 
 POTENTIALS = ("difference", "value")
 
@@ -13,12 +13,9 @@ POTENTIALS = ("difference", "value")
 def check_steering(every: int, start: float, end: float, temperature: float, potential: str) -> None:
     if potential not in POTENTIALS:
         raise ValueError(f"potential must be one of {', '.join(POTENTIALS)}, got {potential!r}")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every must be an integer >= 1, got {every!r}")
-    if not (isinstance(start, (int, float)) and isinstance(end, (int, float)) and 0.0 <= start <= end <= 1.0):
-        raise ValueError(f"need 0 <= start <= end <= 1, got start={start}, end={end}")
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    checks.integer("every", every)
+    checks.window(start, end)
+    checks.number("temperature", temperature, 0.0)
 
 
 def resamples_at(step_index: int, num_steps: int, every: int, start: float, end: float) -> bool:

@@ -20,19 +20,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..scorers import Scorer
+from ..scorers import Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 from .best_of_n import BestOfN, Sample
-
-
-def _check_int(name: str, value, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_fraction(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and 0 < value <= 1):
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
 
 
 def zero_order(evaluate: Callable[[torch.Tensor, int], Sequence[float]], draw: Callable[[int, int], torch.Tensor],
@@ -41,9 +31,9 @@ def zero_order(evaluate: Callable[[torch.Tensor, int], Sequence[float]], draw: C
     """Run the zero-order search; ``draw(count, index)`` gives ``count`` fresh standard-normal noises
     for samples ``index…``, ``evaluate(noises, index)`` generates and scores them. Returns every
     score in generation order (``stop(best)`` ends it after a round)."""
-    _check_int("budget", budget)
-    _check_int("neighbours", neighbours)
-    _check_fraction("step", step)
+    checks.integer("budget", budget)
+    checks.integer("neighbours", neighbours)
+    checks.number("step", step, 0.0, 1.0, low_open=True)
     scores: list[float] = []
     best_noise, best = None, -math.inf
     while len(scores) < budget and not (stop and stop(best)):
@@ -61,11 +51,11 @@ def zero_order(evaluate: Callable[[torch.Tensor, int], Sequence[float]], draw: C
 
 def path_plan(budget: int, starts: int | None = None, parents: int = 2, strength: float = 0.5) -> tuple[int, int]:
     """(random starts, branches) that ``paths`` runs for ``budget`` full samples."""
-    _check_int("budget", budget)
-    _check_int("parents", parents)
-    _check_fraction("strength", strength)
+    checks.integer("budget", budget)
+    checks.integer("parents", parents)
+    checks.number("strength", strength, 0.0, 1.0, low_open=True)
     starts = max(1, budget // 2) if starts is None else starts
-    _check_int("starts", starts)
+    checks.integer("starts", starts)
     if starts > budget:
         raise ValueError(f"starts ({starts}) must not exceed the budget ({budget})")
     return starts, int((budget - starts) / strength + 1e-9)

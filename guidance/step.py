@@ -18,13 +18,13 @@ a warning and return the input unchanged; scale 0 or a step outside the window n
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from ..scorers import checks
 from .augment import Augment
 
 Decode = Callable[[torch.Tensor], torch.Tensor]  # latents → [B,3,H,W] RGB in [0, 1]
@@ -54,14 +54,14 @@ class GuidanceSettings:
     schedule: str = "constant"
 
     def __post_init__(self):
-        if not math.isfinite(self.scale):
-            raise ValueError(f"scale must be a finite number, got {self.scale}")
-        if not 0.0 <= self.start <= self.end <= 1.0:
-            raise ValueError(f"need 0 <= start <= end <= 1, got start={self.start}, end={self.end}")
-        if self.every < 1 or self.inner_steps < 1:
-            raise ValueError(f"every and inner_steps must be >= 1, got {self.every} and {self.inner_steps}")
-        if self.clip is not None and self.clip <= 0:
-            raise ValueError(f"clip must be positive or None, got {self.clip}")
+        checks.number("scale", self.scale)
+        checks.window(self.start, self.end)
+        checks.integer("every", self.every)
+        checks.integer("inner_steps", self.inner_steps)
+        if self.clip is not None:
+            checks.number("clip", self.clip, 0.0, low_open=True)
+        if self.augment is not None and not isinstance(self.augment, Augment):
+            raise TypeError(f"augment must be an Augment or None, got {type(self.augment).__name__}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 

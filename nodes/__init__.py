@@ -3,14 +3,14 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .best_of_n import IdentityBestOfN
-from .guidance import IdentityGuidance
 from .evaluation import DreamBenchScore, HumanAlignment, LoadDreamBenchFolder
+from .guidance import IdentityGuidance
 from .images import LoadImageFolder
 from .maps import IdentitySimilarityMap, IdentitySimilarityMatrix
 from .particles import IdentityParticleSampler
 from .score import IdentityRank, IdentityScore
-from .search import IdentityNoiseSearch
 from .scorer import IdentityReferenceNode, LoadIdentityScorer
+from .search import IdentityNoiseSearch
 
 NODES = [LoadIdentityScorer, IdentityReferenceNode, IdentityScore, IdentityRank, LoadImageFolder, IdentityGuidance,
          IdentityBestOfN, IdentityNoiseSearch, IdentityParticleSampler, IdentitySimilarityMap, IdentitySimilarityMatrix,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from ..scorers import checks
 from ..scorers.ranking import rank
 from .common import ReferenceSocket
 from .sampling import KSampling
@@ -57,6 +58,7 @@ class IdentityBestOfN(io.ComfyNode):
                 threshold, steps, cfg, sampler_name, scheduler, denoise=1.0) -> io.NodeOutput:
         import comfy.utils
 
+        checks.number("threshold", threshold, 0.0, 100.0)
         run = KSampling(model, positive, negative, latent_image, vae, reference, steps, cfg, sampler_name, scheduler,
                         denoise)
         bar = comfy.utils.ProgressBar(n)

@@ -14,6 +14,7 @@ from comfy_api.latest import io
 
 from ..guidance import IdentityLoss
 from ..scorers import Embedding, Scorer, add_search_path, load_scorer
+from ..scorers.weights import set_interface
 
 ScorerSocket = io.Custom("ID_SCORER")
 ReferenceSocket = io.Custom("ID_REFERENCE")
@@ -22,6 +23,7 @@ OFFICIAL = "official (download or cache)"
 MODELS = os.path.join(folder_paths.models_dir, "idguide")
 if "idguide" not in folder_paths.folder_names_and_paths:
     folder_paths.add_model_folder_path("idguide", MODELS, is_default=True)
+set_interface("comfyui")  # weights errors point at the models folder and the dropdown
 for _path in folder_paths.get_folder_paths("idguide"):
     add_search_path(_path)  # weights=None looks in models/idguide/<official folder name> first
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
+from ..drawing import figure_to_tensor
 from ..evaluation import dreambench as db
 from ..evaluation import report
-from ..evaluation.draw import figure_to_tensor
 from ..evaluation.plots import category_bars
 from ..evaluation.scoring import Layout, score_layout
 from .common import ScorerSocket, inside

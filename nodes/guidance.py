@@ -20,6 +20,7 @@ from comfy_api.latest import io
 
 from ..guidance import Augment, GuidanceSettings, guided_denoised, noise_fraction
 from ..guidance.decode import shrink_latents
+from ..scorers import checks
 from .common import ReferenceSocket, ensure_loaded, patcher_for
 
 _decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -29,6 +30,7 @@ class ComfyVaeDecoder:
     """latents (VAE space) → [B,3,H,W] in [0, 1], differentiable, at most ``decode_size`` px."""
 
     def __init__(self, vae, decode_size: int | None):
+        checks.decode_size(decode_size)
         with torch.inference_mode(False):
             model = copy.deepcopy(vae.first_stage_model).requires_grad_(False)
         self.patcher = patcher_for(model)  # placed and freed by ComfyUI like the VAE itself

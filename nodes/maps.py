@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..evaluation.draw import colormap, figure_to_tensor, heatmap_overlay, matrix_figure
+from ..drawing import colormap, figure_to_tensor, heatmap_overlay, matrix_figure
 from ..scorers.maps import map_to_image, reference_patches, similarity_map
 from ..scorers.ranking import readable
 from .common import ReferenceSocket, ScorerSocket, embed_all, to_bchw

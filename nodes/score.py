@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..evaluation.draw import draw_labels
+from ..drawing import draw_labels
 from ..scorers.ranking import rank, readable
 from .common import ReferenceSocket, embed_all, to_bchw
 

@@ -6,6 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..guidance.search import path_plan, paths, zero_order
+from ..scorers import checks
 from ..scorers.ranking import rank
 from .common import ReferenceSocket
 from .sampling import KSampling
@@ -71,6 +72,7 @@ class IdentityNoiseSearch(io.ComfyNode):
 
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        checks.number("threshold", threshold, 0.0, 100.0)
         run = KSampling(model, positive, negative, latent_image, vae, reference, steps, cfg, sampler_name, scheduler,
                         denoise)
         total = budget if method == "zero-order" else sum(path_plan(budget, None, parents, strength))

@@ -35,6 +35,11 @@ class Scorer(nn.Module):
         raise NotImplementedError
 
     @property
+    def tag(self) -> str:
+        """What made an embedding: the scorer and any option that changes its embeddings."""
+        return self.name
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -56,11 +61,12 @@ class Scorer(nn.Module):
             step = batch_size or pixels.shape[0]
             parts = [self.encode(pixels[i : i + step]) for i in range(0, pixels.shape[0], step)]
             embedding = parts[0] if len(parts) == 1 else Embedding.cat(parts)
+        patches = embedding.patches
         if not need_grad and not torch.is_inference_mode_enabled():
             # Inference tensors cannot take part in autograd later (e.g. a guidance loss).
-            patches = None if embedding.patches is None else embedding.patches.clone()
-            embedding = Embedding(embedding.vector.clone(), patches, embedding.grid)
-        return embedding
+            patches = None if patches is None else patches.clone()
+            return Embedding(embedding.vector.clone(), patches, embedding.grid, self.tag)
+        return Embedding(embedding.vector, patches, embedding.grid, self.tag)
 
     def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
         """Model input → patch tokens ``[B, N, D]`` in the scorer's own feature space."""
@@ -86,17 +92,24 @@ class Scorer(nn.Module):
         raise NotImplementedError(f"{self.name} gives no patch tokens")
 
     def as_embedding(self, x: EmbeddingOrImages) -> Embedding:
-        return x if isinstance(x, Embedding) else self.embed(x)
+        return self.check(x) if isinstance(x, Embedding) else self.embed(x)
+
+    def check(self, embedding: Embedding) -> Embedding:
+        """Refuse an embedding made by another scorer (or the same one with other options)."""
+        if embedding.scorer is not None and embedding.scorer != self.tag:
+            raise ImageInputError(f"{self.tag} cannot compare an embedding made by {embedding.scorer}; "
+                                  f"embed the images with this scorer")
+        return embedding
 
     # --- comparison ------------------------------------------------------------------------
     def similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
         """Pairwise similarity ``[B]``; a batch-1 side is broadcast against the other."""
-        a, b = paired(a, b)
+        a, b = paired(self.check(a), self.check(b))
         return (a.vector * b.vector).sum(-1)
 
     def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
         """All-pairs similarity ``[A, B]``."""
-        same_device(a, b)
+        same_device(self.check(a), self.check(b))
         return a.vector @ b.vector.T
 
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:

@@ -155,8 +155,12 @@ class IdSimScorer(Scorer):
         return self.backbone.cfg.patch
 
     # --- distances (lower = more alike) ---------------------------------------------------
+    @property
+    def tag(self) -> str:
+        return f"{self.name} (mode={self.mode})"
+
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        a, b = paired(a, b)
+        a, b = paired(self.check(a), self.check(b))
         total = 0.0
         if self.mode in ("cls", "joint"):
             total = 1.0 - cosine(a.vector, b.vector)
@@ -180,7 +184,7 @@ class IdSimScorer(Scorer):
         return 1.0 - self.distance(a, b)
 
     def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        same_device(a, b)
+        same_device(self.check(a), self.check(b))
         return torch.stack([self.similarity(a[i], b) for i in range(len(a))])
 
 

@@ -87,17 +87,60 @@ def as_batch(images: ImageBatch, what: str = "images", device: torch.device | No
     return chunks
 
 
-def load_image(path: Union[str, Path]) -> torch.Tensor:
-    """Read an image file as a ``[3,H,W]`` float tensor in [0, 1] (PIL ``convert("RGB")``)."""
-    path = Path(path)
+SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _open(path: Path) -> Image.Image:
     try:
-        with Image.open(path) as image:
-            rgb = image.convert("RGB")
+        return Image.open(path)
     except FileNotFoundError:
         raise ImageInputError(f"image file not found: {path}") from None
+    except Image.DecompressionBombError as error:
+        raise ImageInputError(f"{path}: {error} If you trust this file, raise PIL.Image.MAX_IMAGE_PIXELS.") from None
     except (OSError, ValueError) as error:
         raise ImageInputError(f"cannot read image {path}: {error}") from None
+
+
+def check_image(path: Union[str, Path]) -> None:
+    """Open ``path`` far enough to know it is an image we can decode (header only: cheap)."""
+    with _open(Path(path)):
+        pass
+
+
+def load_image(path: Union[str, Path]) -> torch.Tensor:
+    """Read an image file as a ``[3,H,W]`` float tensor in [0, 1].
+
+    8-bit modes go through PIL's ``convert("RGB")`` (grey repeated, alpha dropped, palette, CMYK,
+    YCbCr, LAB and HSV converted), as the official pipelines read files. PIL would clip 16-bit and
+    float images to 0…255 (a 16-bit grey PNG comes out white, a float TIFF black), so those are
+    scaled here: 16-bit integers by 1/65535, floats taken as they are when they lie in [0, 1];
+    anything else is refused rather than guessed.
+    """
+    path = Path(path)
+    with _open(path) as image:
+        try:
+            if image.mode in SIXTEEN_BIT or image.mode == "F":
+                return _grey_to_tensor(np.asarray(image), image.mode, path)
+            rgb = image.convert("RGB")
+        except (OSError, ValueError) as error:
+            raise ImageInputError(f"cannot decode image {path} (mode {image.mode}): {error}") from None
     return pil_to_tensor(rgb)
+
+
+def _grey_to_tensor(array: np.ndarray, mode: str, path: Path) -> torch.Tensor:
+    values = array.astype(np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if mode == "F":
+        if not np.isfinite(values).all() or low < 0 or high > 1:
+            raise ImageInputError(f"{path}: a floating-point image must hold values in [0, 1], found "
+                                  f"[{low:.4g}, {high:.4g}]; convert it to 8- or 16-bit first")
+        grey = values
+    else:
+        if low < 0 or high > 65535:
+            raise ImageInputError(f"{path}: a {mode} integer image must hold 16-bit values (0…65535), found "
+                                  f"[{low:.0f}, {high:.0f}]; convert it to 8- or 16-bit first")
+        grey = values / 65535.0
+    return torch.from_numpy(grey).float()[None].expand(3, -1, -1).contiguous()
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

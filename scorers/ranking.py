@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from . import checks
+
 OnEmpty = Literal["keep_best", "error"]
 
 
@@ -27,8 +29,10 @@ def rank(
 
     When nothing passes: ``keep_best`` keeps the single best; ``error`` raises ``ValueError``.
     """
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k is not None:
+        checks.integer("top_k", top_k)
+    if threshold is not None:
+        checks.number("threshold", threshold)
     if on_empty not in ("keep_best", "error"):
         raise ValueError(f"on_empty must be 'keep_best' or 'error', got {on_empty!r}")
     order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)

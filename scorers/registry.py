@@ -141,9 +141,24 @@ def resolve_name(name: str) -> str:
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """The device asked for, checked to exist on this machine (default: CUDA when available)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine (torch {torch.__version__}"
+                             f"{'' if torch.version.cuda else ', a CPU-only build'}); use 'cpu'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r}: IDGuide runs on cpu, cuda or mps")
+    return resolved
 
 
 DTYPES = {
@@ -195,4 +210,17 @@ def load_scorer(
     if not isinstance(scorer, Scorer):
         raise TypeError(f"scorer {key!r}: its loader returned {type(scorer).__name__}, not an idguide Scorer")
     scorer.requires_grad_(False)
+    scorer.weights_id = weights_identity(weights)
     return scorer.to(device=device, dtype=dtype).eval()
+
+
+def weights_identity(weights: PathLike | None) -> str:
+    """Which weights, as a record (rating files say what produced them): a resolved local path,
+    a Hugging Face repo id, or ``official``."""
+    from pathlib import Path
+
+    from .weights import looks_like_path
+
+    if weights is None:
+        return "official"
+    return str(Path(weights).expanduser().resolve()) if looks_like_path(weights) else str(weights)

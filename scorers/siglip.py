@@ -16,6 +16,7 @@ from .base import Scorer
 from .embedding import Embedding
 from .hf import config_from, load_tower, unit, vision_config
 from .preprocess import HALF, Preprocess
+from .errors import WeightsError
 from .weights import HubFiles, PathLike, resolve_folder
 
 FILES = ("config.json", "model.safetensors")
@@ -52,6 +53,11 @@ def load_siglip(name: str, hub: HubFiles, readout: Readout, weights: PathLike | 
     hint = f"expected {', '.join(hub.files)} as published at {hub.url}"
     values, whole = vision_config(folder, hint)
     nearid = whole.get("model_type") == "nearid"
+    if nearid != (hub is NEARID):
+        kind = "NearID" if nearid else f"{whole.get('model_type')!r}"
+        right = "'nearid'" if nearid else "'siglip2' or 'siglip2-map'"
+        raise WeightsError(f"{name}: {folder} holds {kind} weights (config.json), not {hub.repo_id}'s; "
+                           f"load them as {right}")
     model = SiglipVisionModel(config_from(SiglipVisionConfig, values))
     load_tower(model, folder, hint, strip="backbone." if nearid else "")
     return SiglipScorer(name, model, model.config.image_size, readout)

@@ -21,6 +21,18 @@ from .errors import WeightsError
 
 PathLike = Union[str, os.PathLike]
 _extra_roots: list[Path] = []
+# How the user gives weights, so an error phrases the fix for the interface in use.
+WEIGHTS_OPTION = {"python": "weights=...", "cli": "--weights DIR", "comfyui": "the weights dropdown"}
+_interface = "python"
+_hub_unreachable: str | None = None  # why the hub could not be reached (checked once per process)
+
+
+def set_interface(name: str) -> None:
+    """``python`` (default), ``cli`` or ``comfyui``: how error messages tell users to pass weights."""
+    global _interface
+    if name not in WEIGHTS_OPTION:
+        raise ValueError(f"interface must be one of {', '.join(WEIGHTS_OPTION)}, got {name!r}")
+    _interface = name
 
 
 def add_search_path(path: PathLike) -> None:
@@ -49,10 +61,10 @@ class HubFiles:
 
     def placement_hint(self) -> str:
         roots = ", ".join(str(r / self.local_name) for r in search_roots())
-        return (
-            f"download {', '.join(self.files)} from {self.url} and pass the folder as weights=..., "
-            f"or put them in one of: {roots}"
-        )
+        where = (f"put them in ComfyUI/models/idguide/{self.local_name}/ and choose it in {WEIGHTS_OPTION['comfyui']}"
+                 if _interface == "comfyui" else f"pass the folder as {WEIGHTS_OPTION[_interface]}")
+        return (f"download {', '.join(self.files)} from {self.url}, then {where}, or put them in one of: {roots} "
+                "(IDGUIDE_HOME sets the last)")
 
 
 def looks_like_path(weights: PathLike) -> bool:
@@ -75,7 +87,13 @@ def resolve_folder(weights: PathLike | None, hub: HubFiles, what: str) -> Path:
             raise WeightsError(f"{what}: weights path does not exist: {folder}")
         if folder.is_file():
             folder = folder.parent
-        require_files(folder, hub.files, what, hub.placement_hint())
+        inside = folder / hub.local_name  # the parent of the scorer's folder works too
+        if not all((folder / f).is_file() for f in hub.files) and all((inside / f).is_file() for f in hub.files):
+            return inside
+        missing = [f for f in hub.files if not (folder / f).is_file()]
+        if missing:
+            raise WeightsError(f"{what}: {folder} is missing {', '.join(missing)} (looked there and in "
+                               f"{inside}); {hub.placement_hint()}")
         return folder
     if weights is None:
         for root in search_roots():
@@ -86,6 +104,28 @@ def resolve_folder(weights: PathLike | None, hub: HubFiles, what: str) -> Path:
     return hub_download(HubFiles(repo_id, hub.files, hub.local_name), what)
 
 
+def hub_reachable() -> str | None:
+    """``None`` when the Hugging Face hub answers, else why not: checked once per process, in a
+    few seconds, so an offline first run says so at once instead of after a minute of retries."""
+    global _hub_unreachable
+    if _hub_unreachable is None:
+        import socket
+        from urllib.parse import urlparse
+
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            _hub_unreachable = "HF_HUB_OFFLINE is set"
+        else:
+            url = urlparse(constants.ENDPOINT)
+            try:
+                socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
+                _hub_unreachable = ""
+            except OSError as error:
+                _hub_unreachable = f"{url.hostname} is unreachable: {error.strerror or error}"
+    return _hub_unreachable or None
+
+
 def hub_download(hub: HubFiles, what: str) -> Path:
     """Fetch ``hub.files`` through huggingface_hub (cache first) and return their folder."""
     from huggingface_hub import hf_hub_download
@@ -93,6 +133,14 @@ def hub_download(hub: HubFiles, what: str) -> Path:
     paths = []
     for filename in hub.files:
         try:
+            paths.append(Path(hf_hub_download(hub.repo_id, filename, local_files_only=True)))
+            continue
+        except Exception:  # not in the cache: download below
+            pass
+        offline = hub_reachable()
+        try:
+            if offline:
+                raise ConnectionError(offline)
             paths.append(Path(hf_hub_download(hub.repo_id, filename)))
         except Exception as error:  # offline, gated, missing repo or file: all mean "not here"
             reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"

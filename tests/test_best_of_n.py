@@ -57,7 +57,7 @@ def test_with_guidance_callback(setup):
 
 def test_bad_arguments(setup):
     pipe, scorer, reference = setup
-    with pytest.raises(ValueError, match="n, batch_size and keep must be >= 1"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         best_of_n(pipe, scorer, reference, n=0)
     with pytest.raises(ValueError, match="pass seed= instead"):
         best_of_n(pipe, scorer, reference, generator=torch.Generator())

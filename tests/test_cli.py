@@ -46,8 +46,9 @@ def test_rank_top_k_and_threshold(capsys, weights_root):
     cut = everything[2]["similarity"]
     _, out, _ = run(capsys, *args, "--threshold", cut, REFERENCE, CANDIDATES)
     assert [json.loads(line)["path"] for line in out.splitlines()] == [r["path"] for r in everything[:3]]
-    code, out, err = run(capsys, *args, "--threshold", 2.0, REFERENCE, CANDIDATES)
-    assert code == 1 and out == "" and "no image reached the threshold 2.0 (best score" in err
+    code, out, err = run(capsys, *args, "--threshold", 0.99999, REFERENCE, CANDIDATES)
+    assert code == 2 and out == ""
+    assert err.splitlines()[-1].startswith("idguide: error: no image reached the threshold 0.99999 (best score")
 
 
 def test_score_table_keeps_argument_order(capsys, weights_root):

@@ -162,6 +162,21 @@ def test_dreambench_score_writes_the_published_convention(tmp_path, weights_root
     assert data[f"{names[0]}-0"] == pytest.approx(100.0, abs=1e-3)  # sample 0 is the reference itself
     assert not list(out.glob("*.partial-*"))
     assert (out / "mymethod.json").read_text().startswith('{\n    "')  # indent 4, as published
+    record = json.loads((out / "mymethod.provenance.json").read_text())
+    assert record["scorer"] == "nearid" and record["dtype"] == "float32"
+    assert record["weights"] == str((weights_root / "nearid-siglip2").resolve())
+
+    # The same folder with another metric, or the same metric in another precision, is not resumed.
+    other = score_command(tmp_path, weights_root / "siglip2-so400m-patch14-384", out)
+    other[other.index("nearid")] = "siglip2"
+    for command, differs in ((other, "scorer: 'nearid' there, 'siglip2' now"),
+                             (score_command(tmp_path, weights_root / "nearid-siglip2", out) + ["--dtype", "bf16"],
+                              "dtype: 'float32' there, 'bfloat16' now")):
+        result = subprocess.run(command, capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("idguide: error: ") and differs in line and "not resuming" in line, line
+    assert json.loads((out / "mymethod.json").read_text()) == data  # untouched
 
 
 def test_killed_and_rerun_it_resumes_and_matches_an_uninterrupted_run(tmp_path, weights_root):
@@ -175,12 +190,16 @@ def test_killed_and_rerun_it_resumes_and_matches_an_uninterrupted_run(tmp_path, 
     process = subprocess.Popen(score_command(tmp_path, weights, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=env, start_new_session=True)
     partial = out / "mymethod.partial-0.jsonl"
+
+    def scored() -> int:  # score lines (the first line records what produces them)
+        return sum(line.startswith("[") for line in partial.read_text().splitlines()) if partial.exists() else 0
+
     deadline = time.time() + 120
-    while time.time() < deadline and (not partial.exists() or len(partial.read_text().splitlines()) < 6):
+    while time.time() < deadline and scored() < 6:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    done = len(partial.read_text().splitlines())
+    done = scored()
     assert 6 <= done < 32, f"the kill came at {done} of 32 images"
     assert not (out / "mymethod.json").exists()  # no final file before the end, never a truncated one
 

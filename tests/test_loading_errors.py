@@ -154,6 +154,6 @@ def test_lora_config_without_alpha(idsim_copy):
 
 
 def test_wrong_scorer_folder(weights_root):
-    """A CLIP folder given to NearID: nothing of a SigLIP tower is in it."""
-    with pytest.raises(WeightsError, match="does not match the expected layout: missing keys"):
+    """A CLIP folder given to NearID: its config.json already says what it is."""
+    with pytest.raises(WeightsError, match="clip-vit-large-patch14 holds 'clip' weights .*not Aleksandar/nearid-siglip2's"):
         idguide.load_scorer("nearid", weights=weights_root / "clip-vit-large-patch14")

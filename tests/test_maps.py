@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from idguide.evaluation.draw import colormap, draw_labels, figure_to_tensor, heatmap_overlay, matrix_figure
+from idguide.drawing import colormap, draw_labels, figure_to_tensor, heatmap_overlay, matrix_figure
 from idguide.scorers.maps import map_to_image, reference_patches, similarity_map
 
 from conftest import ALL, scorer_for

@@ -321,12 +321,17 @@ def test_dreambench_nodes_score_resume_and_align(comfy, nearid, tmp_path, monkey
     with pytest.raises(mm.InterruptProcessingException):
         run(nodes.DreamBenchScore, scorer=nearid, dataset=dataset, name="tiny")
     partial = tmp_path / "output" / "idguide_ratings" / "tiny" / "emu2.partial-0.jsonl"
-    assert len(partial.read_text().splitlines()) == 2
+    lines = partial.read_text().splitlines()
+    assert json.loads(lines[0])["provenance"]["scorer"] == "nearid" and len(lines) == 1 + 2
     monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", lambda: None)
     ratings, summary = run(nodes.DreamBenchScore, scorer=nearid, dataset=dataset, name="tiny")
     assert ratings == "idguide_ratings/tiny" and "8 images" in summary and not partial.exists()
     scores = json.loads((tmp_path / "output" / ratings / "emu2.json").read_text())
     assert sorted(scores) == sorted(keys) and scores["object_00_cube-0"] == pytest.approx(100.0, abs=1e-3)
+    other = run(nodes.LoadIdentityScorer, scorer="siglip2", weights="siglip2-so400m-patch14-384", mode="cls",
+                precision="fp32")[0]
+    with pytest.raises(ValueError, match="scored with other settings .*scorer: 'nearid' there, 'siglip2' now"):
+        run(nodes.DreamBenchScore, scorer=other, dataset=dataset, name="tiny")
 
     table, plot = run(nodes.HumanAlignment, human_ratings="human", ratings=ratings, category="all")
     lines = table.splitlines()
