@@ -7,16 +7,13 @@ from comfy_api.latest import io
 
 from ..scorers import checks
 from ..scorers.ranking import rank
-from .common import ReferenceSocket
-from .sampling import KSampling
+from .sampling import KSampling, graph_inputs, sampler_inputs
 from .score import table
 
 
 class IdentityBestOfN(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        import comfy.samplers
-
         return io.Schema(
             node_id="IDGuideBestOfN",
             display_name="Identity Best-of-N Sampler",
@@ -25,25 +22,14 @@ class IdentityBestOfN(io.ComfyNode):
                         "sampler, inpainting and img2img included), "
                         "scores each once against the reference and returns the K most faithful, best first.",
             inputs=[
-                io.Model.Input("model"),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
-                io.Latent.Input("latent_image", tooltip="batch size 1: N samples are drawn from it (its noise mask "
-                                "and batch index are honoured, as in KSampler)"),
-                io.Vae.Input("vae"),
-                ReferenceSocket.Input("reference"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                *graph_inputs("batch size 1: N samples are drawn from it (its noise mask and batch index are "
+                              "honoured, as in KSampler)"),
                 io.Int.Input("n", default=8, min=1, max=1024),
                 io.Int.Input("batch_size", default=2, min=1, max=64),
                 io.Int.Input("keep", default=2, min=1, max=1024),
                 io.Float.Input("threshold", default=0.0, min=0.0, max=100.0, step=0.1,
                                tooltip="stop early once a sample scores this (0-100 scale); 0 = never"),
-                io.Int.Input("steps", default=20, min=1, max=10000),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
-                               tooltip="below 1: img2img from latent_image, as in KSampler"),
+                *sampler_inputs(),
             ],
             outputs=[
                 io.Image.Output(display_name="images"),

@@ -3,8 +3,37 @@
 from __future__ import annotations
 
 import torch
+from comfy_api.latest import io
 
+from .common import ReferenceSocket
 from .score import scores_for
+
+
+def graph_inputs(latent_tooltip: str) -> list:
+    """What a sampler node takes from the graph, as KSampler does, plus the reference and the seed."""
+    return [
+        io.Model.Input("model"),
+        io.Conditioning.Input("positive"),
+        io.Conditioning.Input("negative"),
+        io.Latent.Input("latent_image", tooltip=latent_tooltip),
+        io.Vae.Input("vae"),
+        ReferenceSocket.Input("reference"),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+    ]
+
+
+def sampler_inputs() -> list:
+    """KSampler's own settings, with its defaults (denoise optional, so saved workflows stay valid)."""
+    import comfy.samplers
+
+    return [
+        io.Int.Input("steps", default=20, min=1, max=10000),
+        io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
+        io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, optional=True,
+                       tooltip="below 1: img2img from latent_image, as in KSampler"),
+    ]
 
 
 class KSampling:

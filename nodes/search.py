@@ -8,8 +8,7 @@ from comfy_api.latest import io
 from ..guidance.search import path_plan, paths, zero_order
 from ..scorers import checks
 from ..scorers.ranking import rank
-from .common import ReferenceSocket
-from .sampling import KSampling
+from .sampling import KSampling, graph_inputs, sampler_inputs
 from .score import table
 
 METHODS = ["zero-order", "paths"]
@@ -18,8 +17,6 @@ METHODS = ["zero-order", "paths"]
 class IdentityNoiseSearch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        import comfy.samplers
-
         return io.Schema(
             node_id="IDGuideNoiseSearch",
             display_name="Identity Noise Search Sampler",
@@ -29,25 +26,14 @@ class IdentityNoiseSearch(io.ComfyNode):
                         "the best samples so far are re-noised part-way (img2img) and sampled again. Each sample "
                         "runs on KSampler's own path (every sampler, img2img and inpainting).",
             inputs=[
-                io.Model.Input("model"),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
-                io.Latent.Input("latent_image", tooltip="batch size 1 (its noise mask and batch index are honoured)"),
-                io.Vae.Input("vae"),
-                ReferenceSocket.Input("reference"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True),
+                *graph_inputs("batch size 1 (its noise mask and batch index are honoured)"),
                 io.Combo.Input("method", options=METHODS, default="zero-order"),
                 io.Int.Input("budget", default=16, min=1, max=1024,
                              tooltip="compute, in full samples (a paths branch costs 'strength' of one)"),
                 io.Int.Input("keep", default=1, min=1, max=1024, tooltip="how many of the best to return"),
                 io.Float.Input("threshold", default=0.0, min=0.0, max=100.0, step=0.1,
                                tooltip="stop after the round in which a sample scores this (0-100); 0 = never"),
-                io.Int.Input("steps", default=20, min=1, max=10000),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1),
-                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler"),
-                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal"),
-                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01, optional=True,
-                               tooltip="below 1: img2img from latent_image, as in KSampler"),
+                *sampler_inputs(),
                 io.Int.Input("neighbours", default=4, min=1, max=64, optional=True,
                              tooltip="zero-order: samples per round"),
                 io.Float.Input("step", default=0.5, min=0.01, max=1.0, step=0.01, optional=True,
