@@ -22,8 +22,9 @@ def boundaries(num_steps: int, every: int, start: float, end: float) -> list[int
     return [i for i in range(1, num_steps) if resamples_at(i, num_steps, every, start, end)] + [num_steps]
 
 
-class ParticleSteering:
-    """The sampler function: wraps a KSAMPLER's own function, segment by segment."""
+class SegmentedSteering:
+    """The sampler function: wraps a KSAMPLER's own function, segment by segment (the diffusers
+    counterpart is ``guidance.particles.ParticleSteering``; both select with ``guidance.resampling``)."""
 
     def __init__(self, base, reference, decoder, every: int, start: float, end: float, temperature: float,
                  potential: str, seed: int):
@@ -107,6 +108,6 @@ class IdentityParticleSampler(io.ComfyNode):
         check_steering(every, start, end, temperature, potential)
         if not isinstance(sampler, comfy.samplers.KSAMPLER):
             raise TypeError(f"particle steering wraps a k-diffusion sampler (KSamplerSelect), got {type(sampler).__name__}")
-        steering = ParticleSteering(sampler, reference, decoder_for(vae, decode_size), every, start, end, temperature,
+        steering = SegmentedSteering(sampler, reference, decoder_for(vae, decode_size), every, start, end, temperature,
                                     potential, seed)
         return io.NodeOutput(comfy.samplers.KSAMPLER(steering, inpaint_options=sampler.inpaint_options))
