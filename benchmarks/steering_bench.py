@@ -34,8 +34,15 @@ from idguide.proving.pipeline import IdentityWorldPipeline
 from idguide.proving.world import CATEGORIES, IDENTITIES, NUM_IDENTITIES, fresh_renders, identities_of, to_uint8
 
 COLUMNS = ["method", "budget", "scheduler", "samples", "oracle_acc", "acc_se", "twin_conf", "category_acc",
-           "oracle_conf", "guide_sim", "guide_gain", "judge_sim", "judge_gain", "fd", "nfe", "scorer_fwd",
+           "oracle_conf", "guide_sim", "guide_gain", "judge_sim", "judge_gain", "fd", "fd_seen", "nfe", "scorer_fwd",
            "scorer_bwd", "decoder", "seconds"]
+
+
+VARIANTS = {  # the callback's defaults (augment=None, recurrence=2) with one defence changed
+    "guidance-no-recurrence": {"recurrence": 0},
+    "guidance+augment": {"augment": Augment(4)},
+    "guidance+decay": {"schedule": "decay"},
+}
 
 
 def reference_identities(count: int) -> list[int]:
@@ -71,9 +78,9 @@ def run_all(args, pipe, guide) -> list[Sample]:
             samples += unguided(pipe, guide, ref, seeds, sampling)
             for scale in args.scales:
                 samples += guided(pipe, guide, ref, seeds, sampling, scale, **window)
-        for scale in args.scales:  # the defences, on the default scheduler
-            samples += guided(pipe, guide, ref, seeds, default, scale, "guidance+augment", augment=Augment(4), **window)
-            samples += guided(pipe, guide, ref, seeds, default, scale, "guidance+decay", schedule="decay", **window)
+        for scale in args.scales:  # the defences one at a time against the defaults, on the default scheduler
+            for method, change in VARIANTS.items():
+                samples += guided(pipe, guide, ref, seeds, default, scale, method, **change, **window)
         print(f"reference {i}/{len(refs)} ({IDENTITIES[ref].name}) done, {time.time() - started:.0f} s",
               file=sys.stderr, flush=True)
     return samples
@@ -257,10 +264,10 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--cfg", type=float, default=2.0)
     parser.add_argument("--scales", default="0.5,1,2,4", help="identity guidance scales")
-    parser.add_argument("--guide-end", type=float, default=0.8, help="guided part of the steps: [0, END)")
+    parser.add_argument("--guide-end", type=float, default=1.0, help="guided part of the steps: [0, END)")
     parser.add_argument("--particles", default="2,4,8,16", help="particle-steering budgets k ('' = none)")
     parser.add_argument("--no-search", dest="search", action="store_false", help="skip noise search (zero-order and paths)")
-    parser.add_argument("--schedulers", default="ddim,euler,dpm++,unipc",
+    parser.add_argument("--schedulers", default="ddim,euler,euler-a,ddpm,dpm++,unipc,flow-euler",
                         help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)}")
     parser.add_argument("--realism-samples", type=int, help="unguided samples per category for the realism table "
                         "(default 64; 32 with --quick)")

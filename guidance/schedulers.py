@@ -58,6 +58,10 @@ class StepView:
     weight: float  # w_t = σ²/(s²+σ²) for x_t = s·x0 + σ·ε
     gain: float  # ∂x̂0/∂(model output), a scalar
     limit: float | None = None  # the range the scheduler clips x̂0 to (DDIM, DDPM clip_sample)
+    signal: float = 1.0  # s_t
+    noise: float = 0.0  # σ_t
+    keep: float = 0.0  # σ̃_next/σ̃ (σ̃ = σ/s): the share of the implied noise a deterministic step keeps
+    x0_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (model output, sample) → x̂0
 
     def model_output_for(self, model_output: torch.Tensor, guided: torch.Tensor) -> torch.Tensor:
         """The model output for which the scheduler computes ``guided`` as x̂0.
@@ -85,37 +89,57 @@ def _vp(out: torch.Tensor, x: torch.Tensor, alpha: float, sigma: float, predicti
     return out
 
 
-def estimator(scheduler, timestep, sample: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], float, float]:
-    """``(x̂0 of a model output, signal s_t, noise σ_t)`` for the step the scheduler is about to take."""
+def estimator(scheduler, timestep) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], float, float]:
+    """``(x̂0 of (model output, sample), signal s_t, noise σ_t)`` for the step the scheduler is about to take."""
     name = type(scheduler).__name__
-    x = sample.float()
     if name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler"):
-        i = _index(scheduler, timestep)
-        alpha, sigma = scheduler._sigma_to_alpha_sigma_t(scheduler.sigmas[i])
-        return (lambda out: scheduler.convert_model_output(out, sample=sample).float()), float(alpha), float(sigma)
+        alpha, sigma = scheduler._sigma_to_alpha_sigma_t(scheduler.sigmas[_index(scheduler, timestep)])
+        return (lambda out, x: scheduler.convert_model_output(out, sample=x).float()), float(alpha), float(sigma)
     if name == "FlowMatchEulerDiscreteScheduler":
         sigma = float(scheduler.sigmas[_index(scheduler, timestep)])
-        return (lambda out: x - sigma * out.float()), 1.0 - sigma, sigma
+        return (lambda out, x: x.float() - sigma * out.float()), 1.0 - sigma, sigma
     prediction = scheduler.config.prediction_type
     if name in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler"):  # x = x0 + σ ε (scaled input)
         sigma = float(scheduler.sigmas[_index(scheduler, timestep)])
         if prediction == "epsilon":
-            return (lambda out: x - sigma * out.float()), 1.0, sigma
+            return (lambda out, x: x.float() - sigma * out.float()), 1.0, sigma
         if prediction == "v_prediction":
-            return (lambda out: out.float() * (-sigma / math.sqrt(sigma**2 + 1)) + x / (sigma**2 + 1)), 1.0, sigma
-        return (lambda out: out.float()), 1.0, sigma
-    a = float(scheduler.alphas_cumprod[int(timestep)])  # DDIM, DDPM: the timestep indexes the training schedule
-    alpha, sigma = math.sqrt(a), math.sqrt(1 - a)
-    return (lambda out: _vp(out.float(), x, alpha, sigma, prediction)), alpha, sigma
+            return (lambda out, x: out.float() * (-sigma / math.sqrt(sigma**2 + 1)) + x.float() / (sigma**2 + 1)), 1.0, sigma
+        return (lambda out, x: out.float()), 1.0, sigma
+    alpha, sigma = _vp_levels(scheduler, timestep)  # DDIM, DDPM: the timestep indexes the training schedule
+    return (lambda out, x: _vp(out.float(), x.float(), alpha, sigma, prediction)), alpha, sigma
+
+
+def _vp_levels(scheduler, timestep) -> tuple[float, float]:
+    a = float(scheduler.alphas_cumprod[int(timestep)])
+    return math.sqrt(a), math.sqrt(1 - a)
+
+
+def next_levels(scheduler, timestep) -> tuple[float, float]:
+    """``(signal, noise)`` of the level the step goes to (noise 0 after the last step)."""
+    name = type(scheduler).__name__
+    if name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler"):
+        alpha, sigma = scheduler._sigma_to_alpha_sigma_t(scheduler.sigmas[_index(scheduler, timestep) + 1])
+        return float(alpha), float(sigma)
+    if name == "FlowMatchEulerDiscreteScheduler":
+        sigma = float(scheduler.sigmas[_index(scheduler, timestep) + 1])
+        return 1.0 - sigma, sigma
+    if name in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler"):
+        return 1.0, float(scheduler.sigmas[_index(scheduler, timestep) + 1])
+    timesteps = [int(t) for t in scheduler.timesteps]
+    position = timesteps.index(int(timestep))
+    return _vp_levels(scheduler, timesteps[position + 1]) if position + 1 < len(timesteps) else (1.0, 0.0)
 
 
 def step_view(scheduler, model_output: torch.Tensor, timestep, sample: torch.Tensor) -> StepView:
-    x0_of, signal, noise = estimator(scheduler, timestep, sample)
-    denoised = x0_of(model_output)
-    probe = x0_of(model_output + 1.0) - denoised
+    x0_of, signal, noise = estimator(scheduler, timestep)
+    denoised = x0_of(model_output, sample)
+    probe = x0_of(model_output + 1.0, sample) - denoised
     gain = float(probe.mean())
     if not math.isfinite(gain) or abs(gain) < 1e-12:
         gain = float("nan")
     weight = noise * noise / (signal * signal + noise * noise)
     limit = float(scheduler.config.clip_sample_range) if getattr(scheduler.config, "clip_sample", False) else None
-    return StepView(denoised, weight, gain, limit)
+    next_signal, next_noise = next_levels(scheduler, timestep)
+    keep = (next_noise / next_signal) / (noise / signal) if noise > 0 and signal > 0 and next_signal > 0 else 0.0
+    return StepView(denoised, weight, gain, limit, signal, noise, keep, x0_of)

@@ -14,6 +14,15 @@ where x_t = s_t·x0 + σ_t·ε (w_t = 1 - ᾱ_t for VP models, σ²/(1+σ²) for
 sharpens — Universal Guidance's √(1-ᾱ_t) on ε, mapped to x̂0. ``inner_steps`` repeats the
 update from the new estimate. Non-finite decoded pixels, loss or gradient skip the step with
 a warning and return the input unchanged; scale 0 or a step outside the window never runs a decoder.
+
+Self-recurrence (Universal Guidance's k repeats, ``recurrent_denoised``): re-noise the guided
+estimate to the step's own noise level as a deterministic step to the next level followed by
+fresh noise back up would (x_t' = s·x̂0' + σ·(c·ε̂ + √(1-c²)·ξ), c = σ̃_next/σ̃ with σ̃ = σ/s),
+let the model denoise that sample, guide again; k times. The model's own denoising pulls the
+guided change back toward images it can make, so what survives is what the model can render.
+Unlike Universal Guidance the sampler then steps from *its* sample with the last estimate (the
+same hand-over as without recurrence), so every sampler — multistep, ancestral, UniPC's
+corrector — works with it, and diffusers and ComfyUI mean the same thing by it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from .augment import Augment
 
 Decode = Callable[[torch.Tensor], torch.Tensor]  # latents → [B,3,H,W] RGB in [0, 1]
 Loss = Callable[[torch.Tensor], torch.Tensor]  # images → per-image loss [B]
+Denoise = Callable[[torch.Tensor], torch.Tensor]  # a sample at the step's noise level → the model's x̂0 there
 
 
 SCHEDULES = ("constant", "decay")
@@ -42,7 +52,8 @@ class GuidanceSettings:
     guided step. ``clip``: clamp of the normalised gradient (``None`` = off). ``augment``:
     average the loss over random views of the decoded image (``Augment``; ``None`` = one
     plain view). ``schedule``: ``"constant"`` scale, or ``"decay"`` linearly to 0 over the
-    guided part."""
+    guided part. ``recurrence``: self-recurrence repeats per guided step (each one more
+    denoiser evaluation and guidance update; 0 = off)."""
 
     scale: float = 1.0
     start: float = 0.0
@@ -52,6 +63,7 @@ class GuidanceSettings:
     clip: float | None = 3.0
     augment: Augment | None = None
     schedule: str = "constant"
+    recurrence: int = 0
 
     def __post_init__(self):
         checks.number("scale", self.scale)
@@ -62,6 +74,7 @@ class GuidanceSettings:
             checks.number("clip", self.clip, 0.0, low_open=True)
         if self.augment is not None and not isinstance(self.augment, Augment):
             raise TypeError(f"augment must be an Augment or None, got {type(self.augment).__name__}")
+        checks.integer("recurrence", self.recurrence, 0)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
 
@@ -128,3 +141,36 @@ def guided_denoised(
                 step = step.clamp(-settings.clip, settings.clip)
             x = (x - settings.scale * weight * step).detach()
     return x.to(denoised.dtype)
+
+
+def recurrent_denoised(
+    sample: torch.Tensor,
+    denoised: torch.Tensor,
+    denoise: Denoise,
+    guide: Callable[[torch.Tensor], torch.Tensor],
+    signal: float,
+    noise: float,
+    keep: float,
+    repeats: int,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The guided clean estimate after ``repeats`` rounds of self-recurrence (module docstring).
+
+    ``sample`` x_t = signal·x0 + noise·ε is the sampler's sample, ``denoised`` the model's x̂0 of
+    it, ``guide`` one guidance update of an x̂0 (``guided_denoised`` with its settings), ``keep``
+    c = σ̃_next/σ̃ in [0, 1]. The fresh noise of round r comes from ``seed + r`` (a rerun repeats it).
+    An update that ``guide`` skips (returns its input) leaves the whole step unguided: ``denoised``.
+    """
+    guided = guide(denoised)
+    if repeats == 0 or noise <= 0 or signal <= 0 or guided is denoised:
+        return guided
+    keep = min(max(keep, 0.0), 1.0)
+    for r in range(repeats):
+        implied = (sample.float() - signal * guided.float()) / noise  # the ε a deterministic step would keep
+        fresh = torch.randn(sample.shape, generator=torch.Generator().manual_seed(seed + r)).to(implied.device)
+        sample = (signal * guided.float() + noise * (keep * implied + (1 - keep * keep) ** 0.5 * fresh)).to(sample.dtype)
+        estimate = denoise(sample)
+        guided = guide(estimate)
+        if guided is estimate:  # a skipped update (non-finite loss, gradient or pixels): the step stays unguided
+            return denoised
+    return guided

@@ -20,6 +20,7 @@ from comfy_api.latest import io
 
 from ..guidance import Augment, GuidanceSettings, guided_denoised, noise_fraction
 from ..guidance.decode import shrink_latents
+from ..guidance.step import recurrent_denoised
 from ..scorers import checks
 from .common import ReferenceSocket, ensure_loaded, patcher_for
 
@@ -75,34 +76,39 @@ class IdentityGuidance(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Vae.Input("vae"),
                 ReferenceSocket.Input("reference"),
-                io.Float.Input("scale", default=2.0, min=0.0, max=20.0, step=0.05,
+                io.Float.Input("scale", default=3.0, min=0.0, max=20.0, step=0.05,
                                tooltip="step size of the update on the clean latent (0 = off)"),
                 io.Float.Input("start", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="first guided step, as a fraction of the sampling steps (as in diffusers)"),
-                io.Float.Input("end", default=0.8, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("end", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="guidance stops at this fraction of the sampling steps"),
                 io.Int.Input("every", default=1, min=1, max=100, tooltip="guide every k-th step"),
                 io.Int.Input("inner_steps", default=1, min=1, max=10),
                 io.Int.Input("decode_size", default=512, min=64, max=4096, step=64,
                              tooltip="decode at most this many pixels (longer side) to bound memory"),
-                io.Int.Input("augment", default=4, min=0, max=32, optional=True,
+                io.Int.Input("augment", default=0, min=0, max=32, optional=True,
                              tooltip="average the loss over this many random crops/flips of the decoded image "
                                      "(resists adversarial patterns; 0 = one plain view, cheaper)"),
+                io.Int.Input("recurrence", default=2, min=0, max=10, optional=True,
+                             tooltip="self-recurrence: re-noise the guided estimate to the step's noise level, let "
+                                     "the model denoise it and guide again, this many times per guided step "
+                                     "(one more model evaluation each)"),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, vae, reference, scale, start, end, every, inner_steps, decode_size,
-                augment=4) -> io.NodeOutput:
+                augment=0, recurrence=2) -> io.NodeOutput:
         if start > end:
             raise ValueError(f"start {start} is after end {end}")
         if scale == 0:
             return io.NodeOutput(model)
         import comfy.model_sampling
+        import comfy.samplers
 
         settings = GuidanceSettings(scale=scale, start=start, end=end, every=every, inner_steps=inner_steps,
-                                    augment=Augment(draws=augment) if augment else None)
+                                    augment=Augment(draws=augment) if augment else None, recurrence=recurrence)
         decoder = decoder_for(vae, decode_size)
         flow = isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
         m = model.clone()
@@ -120,10 +126,23 @@ class IdentityGuidance(io.ComfyNode):
             num_steps = len(sigmas) - 1
             if not settings.active(index, num_steps):
                 return denoised
-            weight = noise_fraction(1.0 - sigma if flow else 1.0, sigma) * settings.multiplier(index, num_steps)
+            signal = 1.0 - sigma if flow else 1.0  # ComfyUI's x = signal·x0 + σ·ε
+            weight = noise_fraction(signal, sigma) * settings.multiplier(index, num_steps)
             decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
             reference.handle.load()
-            return guided_denoised(denoised, decode, reference, weight, settings)
+            guide = lambda d: guided_denoised(d, decode, reference, weight, settings)  # noqa: E731
+            if not settings.recurrence:
+                return guide(denoised)
+            # The model at a re-noised sample, as the sampler would call it — minus this patch.
+            options = dict(args["model_options"])
+            options["sampler_post_cfg_function"] = [f for f in options.get("sampler_post_cfg_function", [])
+                                                    if f is not post_cfg_function]
+            denoise = lambda x: comfy.samplers.sampling_function(  # noqa: E731
+                base, x, args["sigma"], args["uncond"], args["cond"], args["cond_scale"], options)
+            following = float(sigmas[index + 1])
+            keep = following / (1.0 - following if flow else 1.0) / (sigma / signal) if sigma > 0 else 0.0
+            return recurrent_denoised(args["input"], denoised, denoise, guide, signal, sigma, keep,
+                                      settings.recurrence, seed=1000 * index)
 
         m.set_model_sampler_post_cfg_function(post_cfg_function)
         return io.NodeOutput(m)

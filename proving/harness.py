@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
 
 from ..guidance import best_of_n
 from ..guidance.diffusers_callback import IdentityGuidanceCallback
@@ -31,6 +32,9 @@ SCHEDULERS: dict[str, Callable[[], object]] = {
     "euler": lambda: EulerDiscreteScheduler(**SAMPLING_SCHEDULE),
     "dpm++": lambda: DPMSolverMultistepScheduler(**SAMPLING_SCHEDULE, algorithm_type="dpmsolver++"),
     "unipc": lambda: UniPCMultistepScheduler(**SAMPLING_SCHEDULE),
+    "ddpm": lambda: DDPMScheduler(**SAMPLING_SCHEDULE, clip_sample=True),
+    "euler-a": lambda: EulerAncestralDiscreteScheduler(**SAMPLING_SCHEDULE),
+    "flow-euler": lambda: FlowMatchEulerDiscreteScheduler(),  # the generator seen as a flow model (PixelUNet)
 }
 CANDIDATE_SEED = 1000  # candidate k of task seed s uses generator seed s * 1000 + k (k = 0: the unguided sample)
 

@@ -2,7 +2,12 @@
 
 For samples generated for reference identities: oracle identity accuracy (the headline),
 near-twin confusion, category accuracy, oracle confidence (realism), guide and judge
-similarity to the reference image, and the Fréchet distance of judge features to fresh renders.
+similarity to the reference image, and two Fréchet distances of judge features: to fresh
+renders of all identities (``fd``), and to fresh renders of the identities the oracle sees in
+the samples, as many (``fd_seen``). Steering *should* change which identities appear, and ``fd``
+counts that as unrealism (fresh renders of the task identities themselves score worse than
+unguided samples); ``fd_seen`` compares each sample with real images of what it shows, so it
+measures realism alone.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .world import FRESH_SEED, IDENTITIES, NUM_IDENTITIES, render_batch
 
 REFERENCE_SEED = FRESH_SEED + 500_000_000  # the reference images' own contexts
 FEATURE_SET_SEED = FRESH_SEED + 100_000_000  # the fresh renders the Fréchet distance compares to
+SEEN_SET_SEED = FRESH_SEED + 150_000_000  # fresh renders of the identities the oracle sees (fd_seen)
 
 
 def reference_image(identity: int) -> torch.Tensor:
@@ -98,4 +104,10 @@ class Judges:
             "guide_sim": float(scores.guide.mean()),
             "judge_sim": float(scores.judge.mean()),
             "fd": frechet_distance(scores.features, self.render_features) if n > 2 else float("nan"),
+            "fd_seen": self.seen_distance(scores) if n > 2 else float("nan"),
         }
+
+    def seen_distance(self, scores: Scores) -> float:
+        """Fréchet distance to fresh renders of the identities the oracle reads in the samples."""
+        renders = render_batch(scores.predicted, SEEN_SET_SEED + np.arange(len(scores.predicted)))
+        return frechet_distance(scores.features, self.features(renders))

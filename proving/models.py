@@ -93,12 +93,12 @@ class OracleNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def generator_unet():
+def generator_unet(cls=None):
+    """The generator's ``UNet2DModel`` (or subclass ``cls``) on the 16×16×12 space-to-depth view."""
     from ..scorers.optional import require
 
-    UNet2DModel = require("diffusers", "the proving ground's generator").UNet2DModel
-
-    return UNet2DModel(
+    cls = cls or require("diffusers", "the proving ground's generator").UNet2DModel
+    return cls(
         sample_size=SIZE // 2, in_channels=12, out_channels=12, block_out_channels=(64, 128, 128),
         layers_per_block=1, down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
         num_class_embeds=NUM_CATEGORIES + 1, norm_num_groups=16,
@@ -170,5 +170,5 @@ class Oracle:
         return torch.cat(out).cpu() if out else torch.zeros(0, NUM_IDENTITIES)
 
 
-def load_generator(weights=None):
-    return load_state(generator_unet(), "generator", weights)
+def load_generator(weights=None, cls=None):
+    return load_state(generator_unet(cls), "generator", weights)

@@ -9,12 +9,14 @@ guidance, any diffusers scheduler, ``callback_on_step_end``), so IDGuide's publi
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .world import CATEGORIES, NUM_CATEGORIES, SIZE
@@ -43,6 +45,52 @@ def category_index(category: Category) -> int:
                      + ", ".join(CATEGORIES))
 
 
+def is_flow(scheduler) -> bool:
+    return type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+
+
+def flow_sigmas(steps: int) -> list[float]:
+    """Flow-matching levels σ = σ_t/(α_t+σ_t) of the training timesteps a DDIM sampler visits in
+    ``steps`` steps: the same noise levels (the schedule's σ = 1 end is out of the model's reach)."""
+    ddim = DDIMScheduler(**SAMPLING_SCHEDULE)
+    ddim.set_timesteps(steps)
+    a = ddim.alphas_cumprod[ddim.timesteps].double()
+    return ((1 - a).sqrt() / (a.sqrt() + (1 - a).sqrt())).tolist()
+
+
+@lru_cache(maxsize=1)
+def _train_log_snr() -> np.ndarray:
+    a = DDIMScheduler(**TRAIN_SCHEDULE).alphas_cumprod.double().numpy()
+    return np.log(a / (1 - a))  # decreasing in t
+
+
+class PixelUNet(UNet2DModel):
+    """The generator's UNet called on pixel latents ``[B,3,32,32]``: it runs on their 2×2
+    space-to-depth view (nothing learned), so the pipeline's denoiser takes and returns latents
+    like any diffusers UNet (what a replay of its call for self-recurrence needs).
+
+    ``flow=True``: the same model seen as a flow-matching one (x = (1-σ)·x0 + σ·ε, timestep
+    1000·σ, predicting the velocity ε - x0): the sample is rescaled to the training timestep of
+    equal signal-to-noise ratio, which the ε-prediction is made at. How a flow sampler
+    (``FlowMatchEulerDiscreteScheduler``, SD3's and Flux's) runs on the proving ground."""
+
+    def forward(self, sample: torch.Tensor, timestep, class_labels=None, return_dict: bool = True, flow: bool = False):
+        if flow:
+            sigma = torch.as_tensor(timestep, dtype=torch.float64).flatten()[:1] / 1000
+            log_snr = float(2 * torch.log((1 - sigma) / sigma))
+            train = _train_log_snr()
+            vp_t = float(np.interp(-log_snr, -train, np.arange(len(train))))
+            sigma = float(sigma)
+            scaled = sample / ((1 - sigma) ** 2 + sigma**2) ** 0.5
+            # forward, not __call__: one denoiser evaluation as hooks (and NFE counts) see it
+            eps = self.forward(scaled, torch.full((len(sample),), vp_t, device=sample.device), class_labels).sample
+            out = eps - (sample - sigma * eps) / (1 - sigma)
+        else:
+            out = F.pixel_shuffle(super().forward(F.pixel_unshuffle(sample, 2), timestep, class_labels=class_labels)
+                                  .sample, 2)
+        return UNet2DOutput(sample=out) if return_dict else (out,)
+
+
 class IdentityWorldPipeline(DiffusionPipeline):
     """Category-prompted pixel diffusion over the procedural identities (32×32 RGB)."""
 
@@ -59,7 +107,7 @@ class IdentityWorldPipeline(DiffusionPipeline):
         from .models import load_generator
 
         scheduler = scheduler if scheduler is not None else DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True)
-        pipe = cls(load_generator(weights).requires_grad_(False), scheduler).to(device)
+        pipe = cls(load_generator(weights, PixelUNet).requires_grad_(False), scheduler).to(device)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -77,9 +125,8 @@ class IdentityWorldPipeline(DiffusionPipeline):
         return (latents / 2 + 0.5).clamp(0, 1)
 
     def denoiser(self, latents: torch.Tensor, timestep, labels: torch.Tensor) -> torch.Tensor:
-        """The UNet's prediction for pixel latents: it works on the 2×2 space-to-depth view."""
-        out = self.unet(F.pixel_unshuffle(latents, 2), timestep, class_labels=labels).sample
-        return F.pixel_shuffle(out, 2)
+        flow = {"flow": True} if is_flow(self.scheduler) else {}
+        return self.unet(latents, timestep, class_labels=labels, **flow).sample
 
     def _image_latents(self, image: torch.Tensor, batch: int) -> torch.Tensor:
         if not isinstance(image, torch.Tensor) or image.dim() != 4 or tuple(image.shape[1:]) != (3, SIZE, SIZE):
@@ -128,19 +175,28 @@ class IdentityWorldPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        flow = is_flow(self.scheduler)
+        if flow:
+            self.scheduler.set_timesteps(sigmas=flow_sigmas(num_inference_steps), device=self.device)
+        else:
+            self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         timesteps = self.scheduler.timesteps
-        if image is None:
+        if image is None and flow:  # pure noise at the first level, as the VP sampler starts from it
+            first = float(self.scheduler.sigmas[0])
+            latents = latents.to(self.device) * ((1 - first) ** 2 + first**2) ** 0.5
+        elif image is None:
             latents = latents.to(self.device) * self.scheduler.init_noise_sigma
         else:  # img2img (SDEdit): re-noise the image to `strength` of the schedule and denoise from there
             timesteps = self._img2img_timesteps(num_inference_steps, strength)
-            latents = self.scheduler.add_noise(self._image_latents(image, batch), latents.to(self.device), timesteps[:1])
+            noise, clean = latents.to(self.device), self._image_latents(image, batch)
+            latents = (self.scheduler.scale_noise(clean, timesteps[:1], noise) if flow
+                       else self.scheduler.add_noise(clean, noise, timesteps[:1]))
         self._num_timesteps = len(timesteps)
         self._guidance_scale = guidance_scale
         null = torch.full_like(labels, NUM_CATEGORIES)
         extra = {"generator": generator} if "generator" in _step_parameters(self.scheduler) else {}
         for i, t in enumerate(self.progress_bar(timesteps)):
-            model_input = self.scheduler.scale_model_input(latents, t)
+            model_input = latents if flow else self.scheduler.scale_model_input(latents, t)
             if guidance_scale == 1.0:
                 prediction = self.denoiser(model_input, t, labels)
             else:

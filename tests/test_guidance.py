@@ -218,3 +218,85 @@ def test_non_finite_pixels_skip_the_step(tmp_path, scorer, reference):
         images = generate(pipe, "sd15", 9, cb)
     assert torch.equal(images, generate(pipe, "sd15", 9))
     assert any("non-finite pixels" in str(w.message) for w in caught)
+
+
+def test_self_recurrence_replays_each_familys_denoiser(family, scorer, reference, monkeypatch):
+    """The replayed call gives back exactly the model output the scheduler got (checked at every
+    guided step), costs one more denoiser call per guided step and repeat, and still guides."""
+    import idguide.guidance.diffusers_callback as side
+
+    name, pipe = family
+    checked = []
+
+    class CheckedReplay(side.DenoiserReplay):
+        def __init__(self, pipeline, calls, model_output, timestep, sample):
+            super().__init__(pipeline, calls, model_output, timestep, sample)
+            torch.testing.assert_close(self(sample), model_output, rtol=1e-5, atol=1e-5)
+            checked.append(self.copies)
+
+    monkeypatch.setattr(side, "DenoiserReplay", CheckedReplay)
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    forwards = []
+    handle = denoiser.register_forward_pre_hook(lambda module, args: forwards.append(1))
+    settings = {**GUIDE, "inner_steps": 1, "start": 0.25, "end": 0.75}
+    try:
+        plain = generate(pipe, name, 7)
+        base = len(forwards)
+        once = generate(pipe, name, 7, IdentityGuidanceCallback(scorer, reference, recurrence=0, **settings))
+        guided = generate(pipe, name, 7, IdentityGuidanceCallback(scorer, reference, recurrence=2, **settings))
+    finally:
+        handle.remove()
+    steps = CALL[name]["num_inference_steps"]
+    guided_steps = sum(0.25 <= i / steps < 0.75 for i in range(1, steps))
+    # 2 repeats per guided step, plus the check's own replay above
+    assert len(forwards) == 3 * base + (2 + 1) * guided_steps and len(checked) == guided_steps
+    assert checked[0] == (1 if name == "flux" else 2)  # the doubled CFG batch, Flux's embedded guidance
+    ref = scorer.embed(reference)
+    gains = [scorer.score(ref, x).item() - scorer.score(ref, plain).item() for x in (once, guided)]
+    assert torch.isfinite(guided).all() and not torch.equal(guided, once) and gains[1] > 0, gains
+    assert "step" not in pipe.scheduler.__dict__ and not denoiser._forward_hooks
+
+
+def test_self_recurrence_refuses_what_it_cannot_replay(tmp_path, scorer, reference):
+    from pipelines import sd15
+
+    from idguide.guidance.replay import ReplayError
+
+    pipe = sd15(tmp_path)
+    cb = IdentityGuidanceCallback(scorer, reference, recurrence=1, **GUIDE)
+    with pytest.raises(ReplayError, match="cannot reproduce StableDiffusionPipeline's model output .*guidance rescale"):
+        pipe(PROMPT, generator=torch.Generator().manual_seed(0), output_type="pt", guidance_rescale=0.7,
+             callback_on_step_end=cb, **CALL["sd15"])
+    assert "step" not in pipe.scheduler.__dict__ and not pipe.unet._forward_hooks
+    with pytest.raises(ValueError, match="recurrence must be an integer >= 0"):
+        IdentityGuidanceCallback(scorer, reference, recurrence=-1)
+
+
+def test_self_recurrence_core_rule():
+    """Re-noising keeps c of the implied noise and draws the rest fresh (seeded); the model's
+    denoising keeps the part of each guided change it can make, so repeats add up there only."""
+    from idguide.guidance import GuidanceSettings
+    from idguide.guidance.step import recurrent_denoised
+
+    on = torch.zeros(1, 2, 4, 4)
+    on[:, 0] = 1.0  # the data live in channel 0; channel 1 is always 0
+    sigma = 0.8
+
+    def denoise(x):  # the exact denoiser of x = x0 + σ ε for x0 ~ N(0, 1) in channel 0
+        return x * on / (1 + sigma**2)
+
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * (1 + sigma**2) ** 0.5 * on + \
+        sigma * torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(1)) * (1 - on)
+    same = recurrent_denoised(x, denoise(x), denoise, lambda d: d, 1.0, sigma, keep=1.0, repeats=3)
+    torch.testing.assert_close(same, denoise(x))  # nothing guided, all noise kept: nothing changes
+    push = 0.1 * torch.ones(1, 2, 4, 4)  # a guidance change, half of it where the model cannot follow
+    results = [recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, keep=0.9, repeats=k, seed=5)
+               for k in (0, 1, 3)]
+    change = [(r - denoise(x)) for r in results]
+    off = [float(c[:, 1].mean()) for c in change]
+    assert off == pytest.approx([0.1, 0.1, 0.1], abs=1e-6)  # off the data: one step's worth, whatever k
+    assert torch.equal(results[2], recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, 0.9, 3, 5))
+    assert not torch.equal(results[2], recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, 0.9,
+                                                          3, 6))
+    with pytest.raises(ValueError, match="recurrence must be an integer >= 0"):
+        GuidanceSettings(recurrence=1.5)

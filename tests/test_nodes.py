@@ -348,9 +348,12 @@ def test_dreambench_nodes_score_resume_and_align(comfy, nearid, tmp_path, monkey
     assert plot.shape[0] == 1 and plot.shape[-1] == 3
 
 
-def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nearid, vaes, batch, monkeypatch):
+@pytest.mark.parametrize("recurrence", [0, 2])
+def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nearid, vaes, batch, monkeypatch,
+                                                                      recurrence):
     """One rule: the same settings on the same model give the same per-step change of x̂0 in the
-    ComfyUI patch (KSampler, euler) and in the diffusers callback (EulerDiscreteScheduler)."""
+    ComfyUI patch (KSampler, euler) and in the diffusers callback (EulerDiscreteScheduler) — with
+    self-recurrence too (the same re-noised samples, the model re-run by each front-end)."""
     nodes, _ = comfy
     import types
 
@@ -373,7 +376,7 @@ def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nea
 
     model = patcher.clone()
     model.set_model_unet_function_wrapper(denoiser)
-    settings = dict(scale=2.0, start=0.25, end=0.75, every=1, inner_steps=1)
+    settings = dict(scale=2.0, start=0.25, end=0.75, every=1, inner_steps=1, recurrence=recurrence)
     changes = {"comfyui": [], "diffusers": []}
 
     from idguide.guidance.step import guided_denoised as real
@@ -400,14 +403,20 @@ def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nea
         patcher.model.process_latent_out(x)), decode_size=None, **settings)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
     scheduler.set_timesteps(sigmas=sigmas.tolist())
-    pipeline = types.SimpleNamespace(scheduler=scheduler, num_timesteps=steps, unet=None)
+
+    class Unet(torch.nn.Module):
+        def forward(self, sample, timestep):
+            return eps(sample)
+
+    pipeline = types.SimpleNamespace(scheduler=scheduler, num_timesteps=steps, unet=Unet(), guidance_scale=1.0)
     x = noise * (1 + sigmas[0] ** 2).sqrt()  # ComfyUI's noise scaling for an EPS model at full denoise
     for i, t in enumerate(scheduler.timesteps):
-        out = eps(scheduler.scale_model_input(x, t))
+        out = pipeline.unet(scheduler.scale_model_input(x, t), t)
         x = scheduler.step(out, t, x).prev_sample
         callback.callback_fn(pipeline, i, t, {"latents": x})
 
-    assert len(changes["comfyui"]) == len(changes["diffusers"]) == 4  # steps 2..5 of 8: start <= i/8 < end
+    # steps 2..5 of 8 (start <= i/8 < end), each guided 1 + recurrence times
+    assert len(changes["comfyui"]) == len(changes["diffusers"]) == 4 * (1 + recurrence)
     for ours, theirs in zip(changes["comfyui"], changes["diffusers"]):
         assert ours.abs().mean() > 1e-4
         torch.testing.assert_close(ours, theirs.to(ours.dtype), rtol=1e-3, atol=1e-4)

@@ -212,13 +212,13 @@ def test_benchmark_writes_every_output(tmp_path):
         assert (out / name).is_file(), name
     samples = np.load(out / "samples.npz")
     n = len(samples["images"])
-    # per reference: best-of 1, 2; particles k=2; per scheduler: unguided + one scale; two defences
-    assert n == 2 * (2 + 1 + 2 * 2 + 2)
+    # per reference: best-of 1, 2; particles k=2; per scheduler: unguided + one scale; three variants
+    assert n == 2 * (2 + 1 + 2 * 2 + 3)
     assert samples["images"].shape == (n, 32, 32, 3) and samples["images"].dtype == np.uint8
     for key in ("reference_identity", "category", "method", "budget", "seed", "nfe", "seconds"):
         assert len(samples[key]) == n, key
     assert set(samples["method"]) == {"unguided", "best-of-n", "guidance", "particles", "guidance+augment",
-                                      "guidance+decay"}
+                                      "guidance+decay", "guidance-no-recurrence"}
     assert sorted(set(samples["nfe"][samples["method"] == "best-of-n"])) == [8, 16]
     refs = np.load(out / "references.npz")
     assert list(refs["identity"]) == [0, 11] and refs["images"].shape == (2, 32, 32, 3)
@@ -272,6 +272,31 @@ def test_noise_search_raises_oracle_accuracy_within_its_budget(pipe, judges):
     assert {s.compute.nfe for s in found} == {4 * SAMPLING.nfe, 8 * SAMPLING.nfe}
     with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         idguide.noise_search(pipe, judges.guide, reference_image(0)[None], (3, 32, 32), budget=0)
+
+
+def test_a_flow_sampler_runs_the_generator_as_a_flow_model(pipe):
+    """FlowMatchEuler at the levels DDIM visits is DDIM (unclipped) in other coordinates: the
+    flow view of the ε-model (PixelUNet(flow=True)) is exact, so flow guidance is measured on it."""
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+    from idguide.proving.pipeline import SAMPLING_SCHEDULE
+
+    kept = pipe.scheduler
+    try:
+        runs, calls = [], []
+        handle = pipe.unet.register_forward_hook(lambda *args: calls.append(1))
+        for scheduler in (DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=False), FlowMatchEulerDiscreteScheduler()):
+            pipe.scheduler = scheduler
+            runs.append(pipe(2, num_images_per_prompt=2, num_inference_steps=10, output_type="pt",
+                             generator=torch.Generator().manual_seed(3)).images)
+        handle.remove()
+        torch.testing.assert_close(runs[1], runs[0], rtol=0, atol=1e-4)
+        assert len(calls) == 2 * 10  # one denoiser call per step (CFG batched) in both views
+        image = render_batch([5], [123])
+        near = pipe(1, image=image, strength=0.2, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        assert (near - image).abs().mean().item() < 0.05
+    finally:
+        pipe.scheduler = kept
 
 
 def test_img2img_renoises_part_way(pipe):

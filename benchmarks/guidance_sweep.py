@@ -1,0 +1,105 @@
+"""Choose identity guidance's defaults on the proving ground: a grid of settings, judged by the
+oracle and the held-out judge (never by the guide that steered), on *tuning* seeds (101…) that
+the report's tables (seeds 1…) never use.
+
+    python benchmarks/guidance_sweep.py --out /tmp/sweep                      # 16 refs × 4 seeds, ~30 min
+    python benchmarks/guidance_sweep.py --out /tmp/sweep --scheduler euler --scales 2 --recurrence 0,1
+
+A setting is *admissible* when it does not hack and stays realistic: judge gain ≥ 70 % of the
+guide gain (both over unguided), oracle confidence and the Fréchet distance to renders of the
+identities seen (``fd_seen``, see ``idguide.proving.judging``) within 10 % of unguided. The table marks admissible rows; the default is the most accurate admissible one
+(ties: the cheaper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+from idguide import Augment, load_scorer
+from idguide.proving.harness import Sampling, guided, unguided
+from idguide.proving.judging import Judges
+from idguide.proving.pipeline import IdentityWorldPipeline
+from steering_bench import reference_identities  # benchmarks/ is the script's folder
+
+TUNING_SEEDS = 101
+
+
+def admissible(row: dict, base: dict) -> bool:
+    guide_gain, judge_gain = row["guide_sim"] - base["guide_sim"], row["judge_sim"] - base["judge_sim"]
+    return (guide_gain > 0 and judge_gain >= 0.7 * guide_gain and row["oracle_conf"] >= 0.9 * base["oracle_conf"]
+            and row["fd_seen"] <= 1.1 * base["fd_seen"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--references", type=int, default=16)
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--scheduler", default="ddim")
+    parser.add_argument("--scales", default="1,2,3")
+    parser.add_argument("--recurrence", default="0,1,2")
+    parser.add_argument("--augment", default="0,4", help="augmented views (0 = one plain view)")
+    parser.add_argument("--ends", default="0.5,0.8")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    pipe, guide = IdentityWorldPipeline.from_weights(), load_scorer("proving-guide")
+    judges = Judges(guide=guide)
+    refs = reference_identities(args.references)
+    seeds = list(range(TUNING_SEEDS, TUNING_SEEDS + args.seeds))
+    sampling = Sampling(scheduler=args.scheduler)
+    def numbers(text: str, kind) -> list:
+        return [kind(x) for x in text.split(",") if x]
+
+    grid = list(itertools.product(numbers(args.scales, float), numbers(args.recurrence, int),
+                                  numbers(args.augment, int), numbers(args.ends, float)))
+
+    def summarise(name: str, settings: dict, run) -> dict:
+        started, samples = time.time(), []
+        for ref in refs:
+            samples += run(ref)
+        images, references = torch.stack([s.image for s in samples]), [s.reference for s in samples]
+        row = {"setting": name, **settings, **judges.summary(judges.score(images, references), references)}
+        row.update(nfe=samples[0].compute.nfe, passes=sum(vars(samples[0].compute)[k] for k in
+                                                          ("nfe", "scorer_forward", "scorer_backward", "decoder_forward")),
+                   seconds=(time.time() - started) / len(samples))
+        print(f"{name}: oracle {row['oracle_acc']:.3f}, judge {row['judge_sim']:.3f}, guide {row['guide_sim']:.3f}, "
+              f"{row['seconds']:.2f} s/sample", file=sys.stderr, flush=True)
+        return row
+
+    base = summarise("unguided", {}, lambda ref: unguided(pipe, guide, ref, seeds, sampling))
+    rows = []
+    for scale, recurrence, draws, end in grid:
+        settings = {"scale": scale, "recurrence": recurrence, "augment": draws, "end": end}
+        options = {"end": end, "recurrence": recurrence, "augment": Augment(draws) if draws else None}
+        rows.append(summarise(f"scale={scale:g} recurrence={recurrence} augment={draws} end={end:g}", settings,
+                              partial(guided, pipe, guide, seeds=seeds, sampling=sampling, scale=scale, **options)))
+    lines = [(f"Guidance sweep: {args.scheduler}, {len(refs)} references × {len(seeds)} tuning seeds "
+              f"({seeds[0]}…{seeds[-1]}), 25 steps, CFG 2. Unguided: oracle {base['oracle_acc']:.3f}, "
+              f"guide {base['guide_sim']:.3f}, judge {base['judge_sim']:.3f}, oracle conf {base['oracle_conf']:.3f}, "
+              f"FD {base['fd']:.2f}, FD seen {base['fd_seen']:.2f}."), "",
+             "| setting | oracle acc | judge gain / guide gain | oracle conf | FD | FD seen | passes | s/sample | admissible |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (-r["oracle_acc"], r["passes"])):
+        guide_gain, judge_gain = row["guide_sim"] - base["guide_sim"], row["judge_sim"] - base["judge_sim"]
+        lines.append(f"| {row['setting']} | {row['oracle_acc']:.3f} | {judge_gain:.3f} / {guide_gain:.3f} = "
+                     f"{judge_gain / guide_gain if guide_gain else float('nan'):.0%} | {row['oracle_conf']:.3f} | "
+                     f"{row['fd']:.2f} | {row['fd_seen']:.2f} | {row['passes']} | {row['seconds']:.2f} | "
+                     f"{'yes' if admissible(row, base) else 'no'} |")
+    chosen = [r for r in rows if admissible(r, base)]
+    if chosen:
+        best = min(chosen, key=lambda r: (-r["oracle_acc"], r["passes"]))
+        lines += ["", f"Most accurate admissible setting: {best['setting']} (oracle {best['oracle_acc']:.3f})."]
+    (args.out / "sweep.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
