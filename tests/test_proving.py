@@ -228,6 +228,22 @@ def test_benchmark_writes_every_output(tmp_path):
     assert list(renders["identity"][:4]) == [0, 0, 1, 1] and renders["category"][-1] == 3
 
 
+def test_guidance_sweep_tunes_on_its_own_seeds_and_marks_admissible_settings(tmp_path):
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    import guidance_sweep
+
+    base = {"guide_sim": 0.2, "judge_sim": 0.1, "oracle_conf": 0.6, "fd_seen": 3.0}
+    row = {"guide_sim": 0.8, "judge_sim": 0.6, "oracle_conf": 0.6, "fd_seen": 3.2}
+    assert guidance_sweep.admissible(row, base)  # judge gain 0.5 of guide gain 0.6 = 83 %
+    assert not guidance_sweep.admissible({**row, "judge_sim": 0.5}, base)  # 67 %: hacking
+    assert not guidance_sweep.admissible({**row, "fd_seen": 3.5}, base)  # 17 % less realistic
+    assert guidance_sweep.main(["--out", str(tmp_path), "--references", "2", "--seeds", "1", "--scales", "1",
+                                "--recurrence", "0,1", "--augment", "0", "--ends", "0.5"]) == 0
+    table = (tmp_path / "sweep.md").read_text()
+    assert "tuning seeds (101…101)" in table
+    assert "| scale=1 recurrence=0 augment=0 end=0.5 |" in table and "| scale=1 recurrence=1 augment=0 end=0.5 |" in table
+
+
 def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, judges):
     from idguide.proving.harness import particles
 
