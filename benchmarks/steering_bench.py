@@ -190,9 +190,11 @@ def pareto(rows: list[dict], out: Path) -> None:
             ("seconds per sample (this CPU)", lambda r: r["seconds"]),
             ("network passes per sample (NFE + scorer fwd/bwd + decoder)",
              lambda r: r["nfe"] + r["scorer_fwd"] + r["scorer_bwd"] + r["decoder"]))):
-        for name, part in sorted(lines.items()):
+        colours = plt.cm.tab20.colors  # a colour per line (tab10 repeats after ten)
+        for k, (name, part) in enumerate(sorted(lines.items())):
             part = sorted(part, key=cost)
-            axis.plot([cost(r) for r in part], [r["oracle_acc"] for r in part], marker="o", label=name)
+            style = {"color": "black", "linestyle": "--"} if name == "best-of-n" else {"color": colours[k % 20]}
+            axis.plot([cost(r) for r in part], [r["oracle_acc"] for r in part], marker="o", label=name, **style)
         axis.set_xscale("log", base=2)
         axis.xaxis.set_minor_formatter(plt.NullFormatter())
         axis.set_xlabel(label)
