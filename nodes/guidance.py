@@ -140,7 +140,9 @@ class IdentityGuidance(io.ComfyNode):
             denoise = lambda x: comfy.samplers.sampling_function(  # noqa: E731
                 base, x, args["sigma"], args["uncond"], args["cond"], args["cond_scale"], options)
             following = float(sigmas[index + 1])
-            keep = following / (1.0 - following if flow else 1.0) / (sigma / signal) if sigma > 0 else 0.0
+            following_signal = 1.0 - following if flow else 1.0
+            # c = σ̃_next/σ̃ with σ̃ = σ/signal; 0 at pure noise (a flow model's σ = 1)
+            keep = (following / following_signal) / (sigma / signal) if min(sigma, signal, following_signal) > 0 else 0.0
             return recurrent_denoised(args["input"], denoised, denoise, guide, signal, sigma, keep,
                                       settings.recurrence, seed=1000 * index)
 
