@@ -167,7 +167,7 @@ class IdentityGuidanceCallback(PipelineCallback):
             replay = DenoiserReplay(pipeline, calls, model_output, timestep, sample)
             denoise = lambda x: view.x0_of(replay(x), x).to(view.denoised.dtype)  # noqa: E731
         guided = recurrent_denoised(sample, view.denoised, denoise, guide, view.signal, view.noise, view.keep,
-                                    self.settings.recurrence, seed=1000 * step_index)
+                                    self.settings.recurrence, step=step_index)
         if guided is view.denoised:  # skipped (non-finite loss, gradient or pixels): the step stays unguided
             return model_output
         return view.model_output_for(model_output, guided)

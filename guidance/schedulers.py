@@ -21,6 +21,8 @@ from typing import Callable
 
 import torch
 
+from .step import keep_fraction, noise_fraction
+
 SUPPORTED = {
     # name: prediction types it accepts here
     "DDIMScheduler": ("epsilon", "v_prediction", "sample"),
@@ -55,13 +57,17 @@ def check_scheduler(scheduler) -> None:
 @dataclass(frozen=True)
 class StepView:
     denoised: torch.Tensor  # x̂0 as the scheduler computes it
-    weight: float  # w_t = σ²/(s²+σ²) for x_t = s·x0 + σ·ε
     gain: float  # ∂x̂0/∂(model output), a scalar
     limit: float | None = None  # the range the scheduler clips x̂0 to (DDIM, DDPM clip_sample)
-    signal: float = 1.0  # s_t
+    signal: float = 1.0  # s_t, for x_t = s·x0 + σ·ε
     noise: float = 0.0  # σ_t
-    keep: float = 0.0  # σ̃_next/σ̃ (σ̃ = σ/s): the share of the implied noise a deterministic step keeps
+    keep: float = 0.0  # σ̃_next/σ̃ (keep_fraction)
     x0_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (model output, sample) → x̂0
+
+    @property
+    def weight(self) -> float:
+        """w_t = σ²/(s²+σ²)."""
+        return noise_fraction(self.signal, self.noise)
 
     def model_output_for(self, model_output: torch.Tensor, guided: torch.Tensor) -> torch.Tensor:
         """The model output for which the scheduler computes ``guided`` as x̂0.
@@ -138,8 +144,6 @@ def step_view(scheduler, model_output: torch.Tensor, timestep, sample: torch.Ten
     gain = float(probe.mean())
     if not math.isfinite(gain) or abs(gain) < 1e-12:
         gain = float("nan")
-    weight = noise * noise / (signal * signal + noise * noise)
     limit = float(scheduler.config.clip_sample_range) if getattr(scheduler.config, "clip_sample", False) else None
-    next_signal, next_noise = next_levels(scheduler, timestep)
-    keep = (next_noise / next_signal) / (noise / signal) if noise > 0 and signal > 0 and next_signal > 0 else 0.0
-    return StepView(denoised, weight, gain, limit, signal, noise, keep, x0_of)
+    keep = keep_fraction(signal, noise, *next_levels(scheduler, timestep))
+    return StepView(denoised, gain, limit, signal, noise, keep, x0_of)

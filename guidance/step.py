@@ -98,6 +98,14 @@ def noise_fraction(signal: float, noise: float) -> float:
     return noise * noise / (signal * signal + noise * noise)
 
 
+def keep_fraction(signal: float, noise: float, next_signal: float, next_noise: float) -> float:
+    """c = σ̃_next/σ̃ (σ̃ = σ/s) from this level to the next: the share of the implied noise a
+    deterministic step keeps; 0 at pure noise (s = 0, a flow model's σ = 1)."""
+    if min(signal, noise, next_signal) <= 0:
+        return 0.0
+    return (next_noise / next_signal) / (noise / signal)
+
+
 def guided_denoised(
     denoised: torch.Tensor,
     decode: Decode,
@@ -152,13 +160,14 @@ def recurrent_denoised(
     noise: float,
     keep: float,
     repeats: int,
-    seed: int = 0,
+    step: int = 0,
 ) -> torch.Tensor:
     """The guided clean estimate after ``repeats`` rounds of self-recurrence (module docstring).
 
     ``sample`` x_t = signal·x0 + noise·ε is the sampler's sample, ``denoised`` the model's x̂0 of
     it, ``guide`` one guidance update of an x̂0 (``guided_denoised`` with its settings), ``keep``
-    c = σ̃_next/σ̃ in [0, 1]. The fresh noise of round r comes from ``seed + r`` (a rerun repeats it).
+    c = σ̃_next/σ̃ in [0, 1] (``keep_fraction``). The fresh noise of round r of sampler step
+    ``step`` comes from seed ``1000·step + r``: a rerun repeats it, in diffusers and ComfyUI alike.
     An update that ``guide`` skips (returns its input) leaves the whole step unguided: ``denoised``.
     """
     guided = guide(denoised)
@@ -167,7 +176,7 @@ def recurrent_denoised(
     keep = min(max(keep, 0.0), 1.0)
     for r in range(repeats):
         implied = (sample.float() - signal * guided.float()) / noise  # the ε a deterministic step would keep
-        fresh = torch.randn(sample.shape, generator=torch.Generator().manual_seed(seed + r)).to(implied.device)
+        fresh = torch.randn(sample.shape, generator=torch.Generator().manual_seed(1000 * step + r)).to(implied.device)
         sample = (signal * guided.float() + noise * (keep * implied + (1 - keep * keep) ** 0.5 * fresh)).to(sample.dtype)
         estimate = denoise(sample)
         guided = guide(estimate)

@@ -20,7 +20,7 @@ from comfy_api.latest import io
 
 from ..guidance import Augment, GuidanceSettings, guided_denoised, noise_fraction
 from ..guidance.decode import shrink_latents
-from ..guidance.step import recurrent_denoised
+from ..guidance.step import keep_fraction, recurrent_denoised
 from ..scorers import checks
 from .common import ReferenceSocket, ensure_loaded, patcher_for
 
@@ -140,11 +140,9 @@ class IdentityGuidance(io.ComfyNode):
             denoise = lambda x: comfy.samplers.sampling_function(  # noqa: E731
                 base, x, args["sigma"], args["uncond"], args["cond"], args["cond_scale"], options)
             following = float(sigmas[index + 1])
-            following_signal = 1.0 - following if flow else 1.0
-            # c = σ̃_next/σ̃ with σ̃ = σ/signal; 0 at pure noise (a flow model's σ = 1)
-            keep = (following / following_signal) / (sigma / signal) if min(sigma, signal, following_signal) > 0 else 0.0
+            keep = keep_fraction(signal, sigma, 1.0 - following if flow else 1.0, following)
             return recurrent_denoised(args["input"], denoised, denoise, guide, signal, sigma, keep,
-                                      settings.recurrence, seed=1000 * index)
+                                      settings.recurrence, step=index)
 
         m.set_model_sampler_post_cfg_function(post_cfg_function)
         return io.NodeOutput(m)

@@ -290,7 +290,7 @@ def test_self_recurrence_core_rule():
     same = recurrent_denoised(x, denoise(x), denoise, lambda d: d, 1.0, sigma, keep=1.0, repeats=3)
     torch.testing.assert_close(same, denoise(x))  # nothing guided, all noise kept: nothing changes
     push = 0.1 * torch.ones(1, 2, 4, 4)  # a guidance change, half of it where the model cannot follow
-    results = [recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, keep=0.9, repeats=k, seed=5)
+    results = [recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, keep=0.9, repeats=k, step=5)
                for k in (0, 1, 3)]
     change = [(r - denoise(x)) for r in results]
     off = [float(c[:, 1].mean()) for c in change]
