@@ -160,7 +160,7 @@ class IdentityGuidanceCallback(PipelineCallback):
         decode = self._decoder(pipeline)
 
         def guide(denoised: torch.Tensor) -> torch.Tensor:
-            return guided_denoised(denoised, decode, self.loss, weight, self.settings)
+            return guided_denoised(denoised, decode, self.loss, weight, self.settings, seed=step_index)
 
         denoise = None
         if self.settings.recurrence:

@@ -106,23 +106,31 @@ def keep_fraction(signal: float, noise: float, next_signal: float, next_noise: f
     return (next_noise / next_signal) / (noise / signal)
 
 
+VIEW_SEEDS = 1 << 32  # views draw from seeds above this, so they never share a stream with re-noising
+
+
 def guided_denoised(
     denoised: torch.Tensor,
     decode: Decode,
     loss: Loss,
     weight: float,
     settings: GuidanceSettings,
+    seed: int = 0,
 ) -> torch.Tensor:
     """Return the guided clean estimate (see the module docstring for the rule).
 
-    Works under ``torch.inference_mode`` and ``torch.no_grad`` callers (ComfyUI, diffusers):
-    the gradient is computed on a normal-tensor copy. Nothing of the graph outlives the call.
+    ``seed`` picks the random views (``settings.augment``). Both front-ends pass the step index:
+    new views at every step, the same ones in a step's recurrence rounds and on a rerun (new
+    views per round measured no better on the proving ground). Works under
+    ``torch.inference_mode`` and ``torch.no_grad`` callers (ComfyUI, diffusers): the gradient is
+    computed on a normal-tensor copy. Nothing of the graph outlives the call.
     """
     if settings.scale == 0 or weight == 0:
         return denoised
     with torch.inference_mode(False), torch.enable_grad():
         x = denoised.detach().clone()
-        for inner in range(settings.inner_steps):
+        views = torch.Generator().manual_seed(VIEW_SEEDS + seed)
+        for _ in range(settings.inner_steps):
             x.requires_grad_(True)
             images = decode(x)
             if not torch.isfinite(images).all():  # e.g. an fp16 VAE overflowing
@@ -130,9 +138,7 @@ def guided_denoised(
                               RuntimeWarning, stacklevel=2)
                 return denoised
             if settings.augment is not None and settings.augment.draws > 0:
-                # New views at every step and inner step, the same ones on a rerun.
-                views = settings.augment(images, torch.Generator().manual_seed(int(weight * 1e9) + inner))
-                value = loss(views).sum() / settings.augment.draws
+                value = loss(settings.augment(images, views)).sum() / settings.augment.draws
             else:
                 value = loss(images).sum()
             if not torch.isfinite(value):

@@ -130,7 +130,7 @@ class IdentityGuidance(io.ComfyNode):
             weight = noise_fraction(signal, sigma) * settings.multiplier(index, num_steps)
             decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
             reference.handle.load()
-            guide = lambda d: guided_denoised(d, decode, reference, weight, settings)  # noqa: E731
+            guide = lambda d: guided_denoised(d, decode, reference, weight, settings, seed=index)  # noqa: E731
             if not settings.recurrence:
                 return guide(denoised)
             # The model at a re-noised sample, as the sampler would call it — minus this patch.

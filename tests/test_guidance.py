@@ -179,6 +179,31 @@ def test_guided_denoised_core_rule():
         GuidanceSettings(start=0.8, end=0.2)
 
 
+def test_views_are_seeded_per_update_and_keep_the_gradient():
+    """Augmented views: differentiable crops/flips/jitter in [0, 1]; the seed of an update picks
+    its views (a rerun repeats them, the next step or recurrence round gets new ones)."""
+    from idguide.guidance import Augment, GuidanceSettings, guided_denoised
+
+    images = torch.rand(2, 3, 16, 16, requires_grad=True)
+    augment = Augment(3)
+    views = augment(images, torch.Generator().manual_seed(0))
+    assert views.shape == (6, 3, 16, 16) and 0 <= views.min() and views.max() <= 1
+    assert torch.equal(views, augment(images, torch.Generator().manual_seed(0)))
+    assert not torch.equal(views, augment(images, torch.Generator().manual_seed(1)))
+    (grad,) = torch.autograd.grad(views.sum(), images)
+    assert grad.abs().sum() > 0
+
+    x0 = torch.rand(1, 3, 16, 16)
+    ramp = torch.linspace(0, 1, 16).expand(16, 16)  # a loss that depends on where the crop lands
+    loss = lambda images: -(images * ramp).flatten(1).sum(1)  # noqa: E731
+    one_view = GuidanceSettings(scale=0.5, augment=Augment(1))
+    first, again, other = (guided_denoised(x0, lambda z: z, loss, 0.5, one_view, seed) for seed in (7, 7, 8))
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+    plain = GuidanceSettings(scale=0.5)
+    assert torch.equal(guided_denoised(x0, lambda z: z, loss, 0.5, plain, 7),
+                       guided_denoised(x0, lambda z: z, loss, 0.5, plain, 8))  # no views: the seed plays no part
+
+
 def test_an_exception_mid_run_leaves_nothing_behind(tmp_path, scorer, reference):
     """The step guard is gone after a run that a failing denoiser (or step) aborts; the next run is clean."""
     from pipelines import sd15

@@ -382,8 +382,8 @@ def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nea
     from idguide.guidance.step import guided_denoised as real
 
     def recording(side):
-        def record(denoised, decode, loss, weight, s):
-            out = real(denoised, decode, loss, weight, s)
+        def record(denoised, decode, loss, weight, s, seed):
+            out = real(denoised, decode, loss, weight, s, seed)
             changes[side].append((out - denoised).float())
             return out
         return record
