@@ -3,9 +3,11 @@
 The batch is k particles sampled together. At chosen steps each particle's clean estimate is
 decoded and scored against the reference; the particles are resampled with weights
 ``exp(λ · potential)`` — ``"difference"``: the score's gain since the last resampling,
-``"value"``: the score itself — so promising paths are copied and poor ones dropped. Nothing
-is differentiated: it works with any scorer, model, sampler and precision, and the sampler's
-multistep history is resampled with the particles. ``steer_particles`` runs it and returns
+``"value"``: the score itself — so promising paths are copied and poor ones dropped; each copy
+after the first gets ``renew`` of its noise fresh, so copies part ways even on a deterministic
+sampler (where they would otherwise stay identical). Nothing is differentiated: it works with
+any scorer, model, sampler and precision, and the sampler's multistep history is resampled
+with the particles. ``steer_particles`` runs it and returns
 the particles ranked by their final score.
 """
 
@@ -19,8 +21,8 @@ from ..scorers.base import EmbeddingOrImages
 from .best_of_n import BestOfN, Sample
 from .diffusers_callback import StepGuard
 from .loss import IdentityLoss
-from .resampling import check_steering, resamples_at, select
-from .schedulers import step_view
+from .resampling import check_steering, renew_copies, resamples_at, select
+from .schedulers import next_levels, step_view
 from .step import Decode
 
 # Per-particle tensors a sampler keeps between steps (multistep solvers, PNDM, LMS).
@@ -42,17 +44,18 @@ class ParticleSteering(PipelineCallback):
     """``pipe(..., num_images_per_prompt=k, callback_on_step_end=cb, callback_on_step_end_tensor_inputs=["latents"])``.
 
     ``every``: resample every k-th step within ``[start, end)`` (fractions of the steps).
-    ``temperature`` λ: how strongly scores pick particles (0 = no selection). ``decoder``:
+    ``temperature`` λ: how strongly scores pick particles (0 = no selection). ``renew``: the
+    share of a copy's noise drawn fresh after a resampling (0 = exact copies). ``decoder``:
     latents → images in [0, 1] (default: the pipeline's VAE). ``seed`` makes resampling repeatable.
     """
 
     tensor_inputs = ["latents"]
 
     def __init__(self, scorer: Scorer, reference: EmbeddingOrImages, every: int = 4, start: float = 0.0,
-                 end: float = 0.8, temperature: float = 20.0, potential: str = "difference",
+                 end: float = 0.8, temperature: float = 20.0, potential: str = "difference", renew: float = 1.0,
                  decoder: Decode | None = None, decode_size: int | None = 512, seed: int = 0):
         super().__init__()
-        check_steering(every, start, end, temperature, potential)
+        check_steering(every, start, end, temperature, potential, renew)
         checks.decode_size(decode_size)
         checks.integer("seed", seed, 0)
         self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
@@ -60,8 +63,8 @@ class ParticleSteering(PipelineCallback):
         self.loss = IdentityLoss(scorer, reference)
         self.decoder, self.decode_size = decoder, decode_size
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
-        self.seed = seed
-        self._denoised: torch.Tensor | None = None  # the clean estimate recorded at a resampling step
+        self.renew, self.seed = renew, seed
+        self._denoised: tuple | None = None  # (x̂0, signal, noise of the step's result) recorded before a resampling
         self._previous: torch.Tensor | None = None
         self.resamplings = 0  # how many times particles were resampled in the last run
         self.scored = 0  # particle scorings in the last run
@@ -72,19 +75,21 @@ class ParticleSteering(PipelineCallback):
         if step_index == 0:
             self._previous, self.resamplings, self.scored, self._denoised = None, 0, 0, None
             self._generator = torch.Generator().manual_seed(self.seed)
-        denoised, self._denoised = self._denoised, None
-        if denoised is not None:
-            callback_kwargs["latents"] = self._resample(pipeline, denoised, callback_kwargs["latents"])
+        recorded, self._denoised = self._denoised, None
+        if recorded is not None:
+            callback_kwargs["latents"] = self._resample(pipeline, *recorded, callback_kwargs["latents"])
         if step_index + 1 < num_steps and resamples_at(step_index + 1, num_steps, self.every, self.start, self.end):
             StepGuard(pipeline, self._record)
         return callback_kwargs
 
     def _record(self, model_output, timestep, sample):
-        self._denoised = step_view(self._scheduler, model_output, timestep, sample).denoised
+        denoised = step_view(self._scheduler, model_output, timestep, sample).denoised
+        self._denoised = (denoised, *next_levels(self._scheduler, timestep))
         return model_output
 
     @torch.no_grad()
-    def _resample(self, pipeline, denoised: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    def _resample(self, pipeline, denoised: torch.Tensor, signal: float, noise: float,
+                  latents: torch.Tensor) -> torch.Tensor:
         decode = self.decoder or _vae_decoder(pipeline, self.decode_size)
         with torch.inference_mode():
             scores = 1.0 - self.loss(decode(denoised).float()).float().cpu()
@@ -93,7 +98,9 @@ class ParticleSteering(PipelineCallback):
         self._previous = scores[index]
         self.resamplings += 1
         resample_state(pipeline.scheduler, index, len(scores))
-        return latents[index.to(latents.device)]
+        where = index.to(latents.device)
+        return renew_copies(latents[where], denoised[where.to(denoised.device)], index, signal, noise, self.renew,
+                            self._generator)
 
 
 def _vae_decoder(pipeline, decode_size):

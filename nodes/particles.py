@@ -2,7 +2,8 @@
 
 The latent batch is the set of particles. The chosen sampler runs in segments between resampling
 steps; at each boundary the particles' clean estimates are decoded, scored against the reference
-and resampled (``guidance.resampling``, the rule the diffusers callback uses). Gradient-free: any
+and resampled, each copy after the first with ``renew`` of its noise fresh (``guidance.resampling``,
+the rules the diffusers callback uses). Gradient-free: any
 model and precision. A multistep sampler restarts its history at each boundary (its first step
 after one is first-order); ancestral and SDE samplers get a fresh noise seed per segment.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..guidance.resampling import POTENTIALS, check_steering, resamples_at, select
+from ..guidance.resampling import POTENTIALS, check_steering, renew_copies, resamples_at, select
 from .common import ReferenceSocket
 from .guidance import decoder_for
 
@@ -27,14 +28,15 @@ class SegmentedSteering:
     counterpart is ``guidance.particles.ParticleSteering``; both select with ``guidance.resampling``)."""
 
     def __init__(self, base, reference, decoder, every: int, start: float, end: float, temperature: float,
-                 potential: str, seed: int):
+                 potential: str, seed: int, renew: float):
         self.base, self.reference, self.decoder = base, reference, decoder
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
-        self.seed = seed
+        self.seed, self.renew = seed, renew
         self.resamplings = 0
 
     def __call__(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         import comfy.model_management as mm
+        import comfy.model_sampling
 
         extra_args = dict(extra_args or {})
         num_steps = len(sigmas) - 1
@@ -57,7 +59,11 @@ class SegmentedSteering:
                 scores = self.scores(model, seen["denoised"])
                 index = select(scores, previous, self.temperature, self.potential, generator)
                 previous = scores[index]
-                x = x[index.to(x.device)]
+                sigma = float(sigmas[last])  # ComfyUI's x = signal·x0 + σ·ε; flow models: signal = 1 − σ
+                flow = isinstance(model.inner_model.inner_model.model_sampling, comfy.model_sampling.CONST)
+                where = index.to(x.device)
+                x = renew_copies(x[where], seen["denoised"][where], index, 1.0 - sigma if flow else 1.0, sigma,
+                                 self.renew, generator)
                 self.resamplings += 1
             first = last
         return x
@@ -96,18 +102,21 @@ class IdentityParticleSampler(io.ComfyNode):
                 io.Int.Input("decode_size", default=512, min=64, max=4096, step=64,
                              tooltip="decode at most this many pixels (longer side) to score"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="the resampling draws"),
+                io.Float.Input("renew", default=1.0, min=0.0, max=1.0, step=0.05, optional=True,  # last: old graphs load
+                               tooltip="share of a copied particle's noise drawn fresh after a resampling, so copies "
+                                       "part ways on deterministic samplers too (0 = exact copies)"),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
     def execute(cls, sampler, vae, reference, every, start, end, temperature, potential, decode_size,
-                seed) -> io.NodeOutput:
+                seed, renew=1.0) -> io.NodeOutput:
         import comfy.samplers
 
-        check_steering(every, start, end, temperature, potential)
+        check_steering(every, start, end, temperature, potential, renew)
         if not isinstance(sampler, comfy.samplers.KSAMPLER):
             raise TypeError(f"particle steering wraps a k-diffusion sampler (KSamplerSelect), got {type(sampler).__name__}")
         steering = SegmentedSteering(sampler, reference, decoder_for(vae, decode_size), every, start, end, temperature,
-                                    potential, seed)
+                                    potential, seed, renew)
         return io.NodeOutput(comfy.samplers.KSAMPLER(steering, inpaint_options=sampler.inpaint_options))

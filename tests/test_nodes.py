@@ -497,7 +497,8 @@ def test_noise_search_spends_its_budget_on_ksampler_paths(comfy, nearid, vaes, b
 
 def test_particle_sampler_resamples_toward_the_best_particle(comfy, nearid, vaes, batch):
     """No resampling step: exactly the wrapped sampler. A resampling with a huge temperature on a
-    deterministic sampler: every particle continues from the best one, so all come out equal."""
+    deterministic sampler: every particle continues from the best one — all equal with renew 0,
+    the copies parting ways with renewed noise (the first continues exactly)."""
     nodes, _ = comfy
     import comfy.samplers
 
@@ -520,10 +521,13 @@ def test_particle_sampler_resamples_toward_the_best_particle(comfy, nearid, vaes
     unsteered = run(nodes.IdentityParticleSampler, sampler=base, every=8, temperature=20.0, **options)[0]
     torch.testing.assert_close(sample(unsteered), plain, rtol=0, atol=0)
     assert unsteered.sampler_function.resamplings == 0
-    steered = run(nodes.IdentityParticleSampler, sampler=base, every=2, temperature=1e4, **options)[0]
+    steered = run(nodes.IdentityParticleSampler, sampler=base, every=2, temperature=1e4, renew=0.0, **options)[0]
     out = sample(steered)
     assert steered.sampler_function.resamplings == 1
     assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    renewed = sample(run(nodes.IdentityParticleSampler, sampler=base, every=2, temperature=1e4, **options)[0])
+    torch.testing.assert_close(renewed[0], out[0])
+    assert not torch.allclose(renewed[1], out[1]) and not torch.allclose(renewed[1], renewed[2])
     assert not torch.equal(plain[0], plain[1])
     with pytest.raises(ValueError, match="every must be an integer >= 1"):
         run(nodes.IdentityParticleSampler, sampler=base, every=0, temperature=1.0, **options)

@@ -256,6 +256,28 @@ def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, ju
     assert all(s.compute.scorer_backward == 0 and s.compute.nfe == 8 * SAMPLING.nfe for s in steered)
 
 
+def test_copies_of_a_resampled_particle_part_ways():
+    """The first of each resampled particle is kept as it is; later copies keep their clean estimate
+    and ``renew`` of their noise is drawn fresh, seeded (renew 0: exact copies)."""
+    from idguide.guidance.resampling import renew_copies
+
+    x0 = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    signal, noise = 0.8, 0.6
+    index = torch.tensor([2, 2, 0])
+    latents, denoised = (signal * x0 + noise * eps)[index], x0[index]
+    out = renew_copies(latents, denoised, index, signal, noise, 0.5, torch.Generator().manual_seed(2))
+    assert torch.equal(out[0], latents[0]) and torch.equal(out[2], latents[2])  # first of each particle: untouched
+    assert not torch.allclose(out[1], latents[1])
+    fresh = torch.randn(3, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+    implied = (out[1] - signal * x0[2]) / noise  # half the old noise's variance kept, half fresh
+    torch.testing.assert_close(implied, 0.5**0.5 * (eps[2] + fresh[1]))
+    assert torch.equal(out, renew_copies(latents, denoised, index, signal, noise, 0.5, torch.Generator().manual_seed(2)))
+    assert torch.equal(renew_copies(latents, denoised, index, signal, noise, 0.0, torch.Generator()), latents)
+    with pytest.raises(ValueError, match="renew must be a finite number"):
+        idguide.steer_particles(None, None, None, renew=1.5)
+
+
 def test_resampling_reorders_a_multistep_samplers_history():
     from diffusers import DPMSolverMultistepScheduler
 
