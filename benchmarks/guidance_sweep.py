@@ -4,6 +4,7 @@ the report's tables (seeds 1…) never use.
 
     python benchmarks/guidance_sweep.py --out /tmp/sweep                      # 16 refs × 4 seeds, ~30 min
     python benchmarks/guidance_sweep.py --out /tmp/sweep --scheduler euler --scales 2 --recurrence 0,1
+    python benchmarks/guidance_sweep.py --out /tmp/sweep --method particles --temperatures 20,50 --every 2,4
 
 A setting is *admissible* when it does not hack and stays realistic: judge gain ≥ 70 % of the
 guide gain (both over unguided), oracle confidence and the Fréchet distance to renders of the
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 from idguide import Augment, load_scorer
-from idguide.proving.harness import Sampling, guided, unguided
+from idguide.proving.harness import Sampling, best_of, guided, particles, unguided
 from idguide.proving.judging import Judges
 from idguide.proving.pipeline import IdentityWorldPipeline
 from steering_bench import reference_identities  # benchmarks/ is the script's folder
@@ -46,6 +47,13 @@ def main(argv=None) -> int:
     parser.add_argument("--recurrence", default="0,1,2")
     parser.add_argument("--augment", default="0,4", help="augmented views (0 = one plain view)")
     parser.add_argument("--ends", default="0.5,0.8")
+    parser.add_argument("--schedules", default="constant", help="scale schedules (constant, decay)")
+    parser.add_argument("--method", choices=("guidance", "particles"), default="guidance")
+    parser.add_argument("--particles", default="8", help="particles: how many (k)")
+    parser.add_argument("--temperatures", default="20", help="particles: λ")
+    parser.add_argument("--potentials", default="difference", help="particles: difference, value")
+    parser.add_argument("--every", default="4", help="particles: resample every k-th step")
+    parser.add_argument("--renew", default="1", help="particles: share of a copy's noise drawn fresh")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -54,11 +62,9 @@ def main(argv=None) -> int:
     refs = reference_identities(args.references)
     seeds = list(range(TUNING_SEEDS, TUNING_SEEDS + args.seeds))
     sampling = Sampling(scheduler=args.scheduler)
+
     def numbers(text: str, kind) -> list:
         return [kind(x) for x in text.split(",") if x]
-
-    grid = list(itertools.product(numbers(args.scales, float), numbers(args.recurrence, int),
-                                  numbers(args.augment, int), numbers(args.ends, float)))
 
     def summarise(name: str, settings: dict, run) -> dict:
         started, samples = time.time(), []
@@ -75,12 +81,30 @@ def main(argv=None) -> int:
 
     base = summarise("unguided", {}, lambda ref: unguided(pipe, guide, ref, seeds, sampling))
     rows = []
-    for scale, recurrence, draws, end in grid:
-        settings = {"scale": scale, "recurrence": recurrence, "augment": draws, "end": end}
-        options = {"end": end, "recurrence": recurrence, "augment": Augment(draws) if draws else None}
-        rows.append(summarise(f"scale={scale:g} recurrence={recurrence} augment={draws} end={end:g}", settings,
-                              partial(guided, pipe, guide, seeds=seeds, sampling=sampling, scale=scale, **options)))
-    lines = [(f"Guidance sweep: {args.scheduler}, {len(refs)} references × {len(seeds)} tuning seeds "
+    if args.method == "guidance":
+        grid = itertools.product(numbers(args.scales, float), numbers(args.recurrence, int),
+                                 numbers(args.augment, int), numbers(args.ends, float), numbers(args.schedules, str))
+        for scale, recurrence, draws, end, schedule in grid:
+            settings = {"scale": scale, "recurrence": recurrence, "augment": draws, "end": end, "schedule": schedule}
+            options = {"end": end, "recurrence": recurrence, "augment": Augment(draws) if draws else None,
+                       "schedule": schedule}
+            name = f"scale={scale:g} recurrence={recurrence} augment={draws} end={end:g}"
+            rows.append(summarise(name + ("" if schedule == "constant" else f" {schedule}"), settings,
+                                  partial(guided, pipe, guide, seeds=seeds, sampling=sampling, scale=scale, **options)))
+    else:
+        for k in numbers(args.particles, int):  # what the particles must beat: best-of-k at the same NFE
+            rows.append(summarise(f"best-of-{k}", {}, lambda ref, k=k: [s for seed in seeds for s in
+                                                                        best_of(pipe, guide, ref, seed, sampling, [k])]))
+        grid = itertools.product(numbers(args.particles, int), numbers(args.temperatures, float),
+                                 numbers(args.potentials, str), numbers(args.every, int), numbers(args.ends, float),
+                                 numbers(args.renew, float))
+        for k, temperature, potential, every, end, renew in grid:
+            settings = {"temperature": temperature, "potential": potential, "every": every, "end": end, "renew": renew}
+            rows.append(summarise(f"k={k} temperature={temperature:g} potential={potential} every={every} end={end:g} "
+                                  f"renew={renew:g}",
+                                  settings, lambda ref, k=k, o=settings: [particles(pipe, guide, ref, s, sampling, k, **o)
+                                                                          for s in seeds]))
+    lines = [(f"{args.method.capitalize()} sweep: {args.scheduler}, {len(refs)} references × {len(seeds)} tuning seeds "
               f"({seeds[0]}…{seeds[-1]}), 25 steps, CFG 2. Unguided: oracle {base['oracle_acc']:.3f}, "
               f"guide {base['guide_sim']:.3f}, judge {base['judge_sim']:.3f}, oracle conf {base['oracle_conf']:.3f}, "
               f"FD {base['fd']:.2f}, FD seen {base['fd_seen']:.2f}."), "",

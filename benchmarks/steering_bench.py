@@ -67,9 +67,12 @@ def run_all(args, pipe, guide) -> list[Sample]:
     started = time.time()
     for i, ref in enumerate(refs, 1):
         default = Sampling(args.steps, args.cfg, args.schedulers[0])
+        on_particles = Sampling(args.steps, args.cfg, args.particle_scheduler)
         for seed in seeds:
             samples += best_of(pipe, guide, ref, seed, default, budgets)
-            samples += [particles(pipe, guide, ref, seed, default, k) for k in args.particles]
+            if args.particles and on_particles.scheduler != default.scheduler:  # best-of-N where the particles run
+                samples += best_of(pipe, guide, ref, seed, on_particles, [n for n in budgets if n <= max(args.particles)])
+            samples += [particles(pipe, guide, ref, seed, on_particles, k) for k in args.particles]
             if args.search and args.max_n >= 4:
                 samples += searched(pipe, guide, ref, seed, default, [n for n in budgets if n >= 4])
                 samples += [path_searched(pipe, guide, ref, seed, default, n) for n in budgets if n >= 4]
@@ -81,6 +84,9 @@ def run_all(args, pipe, guide) -> list[Sample]:
         for scale in args.scales:  # the defences one at a time against the defaults, on the default scheduler
             for method, change in VARIANTS.items():
                 samples += guided(pipe, guide, ref, seeds, default, scale, method, **change, **window)
+        for name in args.views_on:  # the samplers the README tells to add views on, at the largest scale
+            samples += guided(pipe, guide, ref, seeds, Sampling(args.steps, args.cfg, name), max(args.scales),
+                              "guidance+augment", **VARIANTS["guidance+augment"], **window)
         print(f"reference {i}/{len(refs)} ({IDENTITIES[ref].name}) done, {time.time() - started:.0f} s",
               file=sys.stderr, flush=True)
     return samples
@@ -171,17 +177,15 @@ def write_tables(rows: list[dict], out: Path, header: str) -> None:
     print("\n".join(lines))
 
 
-def pareto(rows: list[dict], out: Path) -> None:
+def pareto(rows: list[dict], out: Path, default_scheduler: str) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     lines: dict[str, list[dict]] = {}  # each guided line starts at unguided on its scheduler
     for row in rows:
-        if row["method"] in ("best-of-n", "noise-search", "path-search"):
-            lines.setdefault(row["method"], []).append(row)
+        if row["method"] in ("best-of-n", "noise-search", "path-search", "particles"):
+            where = "" if row["scheduler"] == default_scheduler else f" ({row['scheduler']})"
+            lines.setdefault(row["method"] + where, []).append(row)
         elif row["method"] != "renders":
-            if row["method"] == "particles":
-                lines.setdefault("particles", []).append(row)
-                continue
             guided_methods = {r["method"] for r in rows if r["method"].startswith("guidance")
                               and r["scheduler"] == row["scheduler"]}
             for method in (guided_methods if row["method"] == "unguided" else {row["method"]}):
@@ -193,7 +197,8 @@ def pareto(rows: list[dict], out: Path) -> None:
         colours = plt.cm.tab20.colors  # a colour per line (tab10 repeats after ten)
         for k, (name, part) in enumerate(sorted(lines.items())):
             part = sorted(part, key=cost)
-            style = {"color": "black", "linestyle": "--"} if name == "best-of-n" else {"color": colours[k % 20]}
+            style = ({"color": "black" if name == "best-of-n" else "grey", "linestyle": "--"}
+                     if name.startswith("best-of-n") else {"color": colours[k % 20]})
             axis.plot([cost(r) for r in part], [r["oracle_acc"] for r in part], marker="o", label=name, **style)
         axis.set_xscale("log", base=2)
         axis.xaxis.set_minor_formatter(plt.NullFormatter())
@@ -268,9 +273,13 @@ def main(argv=None) -> int:
     parser.add_argument("--scales", default="0.5,1,2,4", help="identity guidance scales")
     parser.add_argument("--guide-end", type=float, default=1.0, help="guided part of the steps: [0, END)")
     parser.add_argument("--particles", default="2,4,8,16", help="particle-steering budgets k ('' = none)")
+    parser.add_argument("--particle-scheduler", help="the sampler of particle steering (default: the first of "
+                        "--schedulers); best-of-N runs there too")
     parser.add_argument("--no-search", dest="search", action="store_false", help="skip noise search (zero-order and paths)")
     parser.add_argument("--schedulers", default="ddim,euler,euler-a,ddpm,dpm++,unipc,flow-euler",
                         help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)}")
+    parser.add_argument("--views-on", default="euler,flow-euler",
+                        help="schedulers (besides the default) that also get the guidance+augment row")
     parser.add_argument("--realism-samples", type=int, help="unguided samples per category for the realism table "
                         "(default 64; 32 with --quick)")
     parser.add_argument("--render-set", type=int, metavar="N", help="write N fresh renders per identity and stop")
@@ -284,7 +293,9 @@ def main(argv=None) -> int:
     args.scales = [float(x) for x in args.scales.split(",")]
     args.particles = [int(x) for x in args.particles.split(",") if x]
     args.schedulers = args.schedulers.split(",")
-    for name in args.schedulers:
+    args.views_on = [x for x in args.views_on.split(",") if x and x != args.schedulers[0]]
+    args.particle_scheduler = args.particle_scheduler or args.schedulers[0]
+    for name in args.schedulers + args.views_on + [args.particle_scheduler]:
         if name not in SCHEDULERS:
             parser.error(f"unknown scheduler {name!r}; one of {', '.join(SCHEDULERS)}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -301,7 +312,7 @@ def main(argv=None) -> int:
               f"proving-judge; best-of-n on {args.schedulers[0]}; total {time.time() - started:.0f} s")
     header += f"\n\nGenerator, unguided ({args.schedulers[0]}), per category prompt:\n\n{realism}\n\nSteering:"
     write_tables(rows, args.out, header)
-    pareto(rows, args.out)
+    pareto(rows, args.out, args.schedulers[0])
     grids(samples, rows, args.out, args.schedulers[0])
     save_samples(samples, args.out)
     print(f"wrote {args.out}/table.md, table.csv, pareto.png, grid_*.png, samples.npz, references.npz "

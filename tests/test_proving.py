@@ -206,14 +206,17 @@ def test_benchmark_writes_every_output(tmp_path):
     out = tmp_path / "bench"
     assert steering_bench.main(["--out", str(out), "--references", "2", "--seeds", "1", "--max-n", "2",
                                 "--steps", "4", "--scales", "0.2", "--schedulers", "ddim,euler", "--realism-samples", "8",
-                                "--particles", "2"]) == 0
+                                "--particles", "2", "--views-on", "euler", "--particle-scheduler", "ddpm"]) == 0
     for name in ("table.md", "table.csv", "pareto.png", "samples.npz", "references.npz", "grid_unguided.png",
                  "grid_best-of-n.png", "grid_guidance.png", "grid_particles.png", "grid_guidance+augment.png"):
         assert (out / name).is_file(), name
     samples = np.load(out / "samples.npz")
     n = len(samples["images"])
-    # per reference: best-of 1, 2; particles k=2; per scheduler: unguided + one scale; three variants
-    assert n == 2 * (2 + 1 + 2 * 2 + 3)
+    # per reference: best-of 1, 2 on ddim and on ddpm (the particles' sampler); particles k=2; per scheduler:
+    # unguided + one scale; three variants; views on euler
+    assert n == 2 * (2 + 2 + 1 + 2 * 2 + 3 + 1)
+    assert set(samples["scheduler"][samples["method"] == "particles"]) == {"ddpm"}
+    assert set(samples["scheduler"][samples["method"] == "guidance+augment"]) == {"ddim", "euler"}
     assert samples["images"].shape == (n, 32, 32, 3) and samples["images"].dtype == np.uint8
     for key in ("reference_identity", "category", "method", "budget", "seed", "nfe", "seconds"):
         assert len(samples[key]) == n, key
@@ -242,6 +245,11 @@ def test_guidance_sweep_tunes_on_its_own_seeds_and_marks_admissible_settings(tmp
     table = (tmp_path / "sweep.md").read_text()
     assert "tuning seeds (101…101)" in table
     assert "| scale=1 recurrence=0 augment=0 end=0.5 |" in table and "| scale=1 recurrence=1 augment=0 end=0.5 |" in table
+    assert guidance_sweep.main(["--out", str(tmp_path), "--references", "2", "--seeds", "1", "--method", "particles",
+                                "--particles", "2", "--temperatures", "20,50", "--ends", "0.8"]) == 0
+    table = (tmp_path / "sweep.md").read_text()
+    assert table.startswith("Particles sweep") and "| best-of-2 |" in table  # what the particles must beat
+    assert "| k=2 temperature=50 potential=difference every=4 end=0.8 renew=1 |" in table
 
 
 def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, judges):
