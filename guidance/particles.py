@@ -7,8 +7,8 @@ decoded and scored against the reference; the particles are resampled with weigh
 after the first gets ``renew`` of its noise fresh, so copies part ways even on a deterministic
 sampler (where they would otherwise stay identical). Nothing is differentiated: it works with
 any scorer, model, sampler and precision, and the sampler's multistep history is resampled
-with the particles. ``steer_particles`` runs it and returns
-the particles ranked by their final score.
+with the particles. ``steer_particles`` runs it and returns the particles ranked by their final
+score.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ POTENTIALS = ("difference", "value")
 
 
 def check_steering(every: int, start: float, end: float, temperature: float, potential: str,
-                   renew: float = 0.0) -> None:
+                   renew: float) -> None:
     if potential not in POTENTIALS:
         raise ValueError(f"potential must be one of {', '.join(POTENTIALS)}, got {potential!r}")
     checks.integer("every", every)
