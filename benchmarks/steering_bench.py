@@ -26,7 +26,6 @@ import torch
 
 from idguide import load_scorer
 from idguide.drawing import pyplot
-from idguide import Augment
 from idguide.proving.harness import (SCHEDULERS, Sample, Sampling, best_of, generators, guided, particles,
                                      path_searched, searched, unguided, use_scheduler)
 from idguide.proving.judging import Judges, frechet_distance, reference_image
@@ -38,9 +37,9 @@ COLUMNS = ["method", "budget", "scheduler", "samples", "oracle_acc", "acc_se", "
            "scorer_bwd", "decoder", "seconds"]
 
 
-VARIANTS = {  # the callback's defaults (augment=None, recurrence=2) with one defence changed
+VARIANTS = {  # the callback's defaults (4 views, recurrence 2) with one defence changed
     "guidance-no-recurrence": {"recurrence": 0},
-    "guidance+augment": {"augment": Augment(4)},
+    "guidance-one-view": {"augment": None},
     "guidance+decay": {"schedule": "decay"},
 }
 
@@ -84,9 +83,9 @@ def run_all(args, pipe, guide) -> list[Sample]:
         for scale in args.scales:  # the defences one at a time against the defaults, on the default scheduler
             for method, change in VARIANTS.items():
                 samples += guided(pipe, guide, ref, seeds, default, scale, method, **change, **window)
-        for name in args.views_on:  # the samplers the README tells to add views on, at the largest scale
+        for name in args.one_view_on:  # where one plain view lets the guide run ahead of the judge
             samples += guided(pipe, guide, ref, seeds, Sampling(args.steps, args.cfg, name), max(args.scales),
-                              "guidance+augment", **VARIANTS["guidance+augment"], **window)
+                              "guidance-one-view", **VARIANTS["guidance-one-view"], **window)
         print(f"reference {i}/{len(refs)} ({IDENTITIES[ref].name}) done, {time.time() - started:.0f} s",
               file=sys.stderr, flush=True)
     return samples
@@ -278,8 +277,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-search", dest="search", action="store_false", help="skip noise search (zero-order and paths)")
     parser.add_argument("--schedulers", default="ddim,euler,euler-a,ddpm,dpm++,unipc,flow-euler",
                         help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)}")
-    parser.add_argument("--views-on", default="euler,flow-euler",
-                        help="schedulers (besides the default) that also get the guidance+augment row")
+    parser.add_argument("--one-view-on", default="euler,flow-euler",
+                        help="schedulers (besides the default) that also get the guidance-one-view row")
     parser.add_argument("--realism-samples", type=int, help="unguided samples per category for the realism table "
                         "(default 64; 32 with --quick)")
     parser.add_argument("--render-set", type=int, metavar="N", help="write N fresh renders per identity and stop")
@@ -293,9 +292,9 @@ def main(argv=None) -> int:
     args.scales = [float(x) for x in args.scales.split(",")]
     args.particles = [int(x) for x in args.particles.split(",") if x]
     args.schedulers = args.schedulers.split(",")
-    args.views_on = [x for x in args.views_on.split(",") if x and x != args.schedulers[0]]
+    args.one_view_on = [x for x in args.one_view_on.split(",") if x and x != args.schedulers[0]]
     args.particle_scheduler = args.particle_scheduler or args.schedulers[0]
-    for name in args.schedulers + args.views_on + [args.particle_scheduler]:
+    for name in args.schedulers + args.one_view_on + [args.particle_scheduler]:
         if name not in SCHEDULERS:
             parser.error(f"unknown scheduler {name!r}; one of {', '.join(SCHEDULERS)}")
     args.out.mkdir(parents=True, exist_ok=True)
