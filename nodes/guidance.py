@@ -63,6 +63,18 @@ def step_position(sigmas, sigma: float) -> int | None:
     return int(torch.argmin((sigmas.float().cpu() - sigma).abs()))
 
 
+def is_flow(model_sampling) -> bool:
+    """A rectified-flow model (SD3, Flux): ComfyUI's CONST sampling."""
+    import comfy.model_sampling
+
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def signal_at(sigma: float, flow: bool) -> float:
+    """s in ComfyUI's x = s·x0 + σ·ε: 1, or 1 − σ for a flow model."""
+    return 1.0 - sigma if flow else 1.0
+
+
 class IdentityGuidance(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -106,13 +118,12 @@ class IdentityGuidance(io.ComfyNode):
             raise ValueError(f"start {start} is after end {end}")
         if scale == 0:
             return io.NodeOutput(model)
-        import comfy.model_sampling
         import comfy.samplers
 
         settings = GuidanceSettings(scale=scale, start=start, end=end, every=every, inner_steps=inner_steps,
                                     augment=Augment(draws=augment) if augment else None, recurrence=recurrence)
         decoder = decoder_for(vae, decode_size)
-        flow = isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+        flow = is_flow(model.get_model_object("model_sampling"))
         m = model.clone()
         # Loaded with the diffusion model before sampling, so ComfyUI budgets their memory together.
         m.set_additional_models("idguide", [reference.handle.patcher, decoder.patcher])
@@ -128,7 +139,7 @@ class IdentityGuidance(io.ComfyNode):
             num_steps = len(sigmas) - 1
             if not settings.active(index, num_steps):
                 return denoised
-            signal = 1.0 - sigma if flow else 1.0  # ComfyUI's x = signal·x0 + σ·ε
+            signal = signal_at(sigma, flow)
             weight = noise_fraction(signal, sigma) * settings.multiplier(index, num_steps)
             decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
             reference.handle.load()
@@ -142,7 +153,7 @@ class IdentityGuidance(io.ComfyNode):
             denoise = lambda x: comfy.samplers.sampling_function(  # noqa: E731
                 base, x, args["sigma"], args["uncond"], args["cond"], args["cond_scale"], options)
             following = float(sigmas[index + 1])
-            keep = keep_fraction(signal, sigma, 1.0 - following if flow else 1.0, following)
+            keep = keep_fraction(signal, sigma, signal_at(following, flow), following)
             return recurrent_denoised(args["input"], denoised, denoise, guide, signal, sigma, keep,
                                       settings.recurrence, step=index)
 

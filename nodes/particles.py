@@ -15,7 +15,7 @@ from comfy_api.latest import io
 
 from ..guidance.resampling import POTENTIALS, check_steering, renew_copies, resamples_at, select
 from .common import ReferenceSocket
-from .guidance import decoder_for
+from .guidance import decoder_for, is_flow, signal_at
 
 
 def boundaries(num_steps: int, every: int, start: float, end: float) -> list[int]:
@@ -36,11 +36,11 @@ class SegmentedSteering:
 
     def __call__(self, model, x, sigmas, extra_args=None, callback=None, disable=None):
         import comfy.model_management as mm
-        import comfy.model_sampling
 
         extra_args = dict(extra_args or {})
         num_steps = len(sigmas) - 1
         generator = torch.Generator().manual_seed(self.seed)
+        flow = is_flow(model.inner_model.inner_model.model_sampling)
         previous, first = None, 0
         self.resamplings = 0
         for last in boundaries(num_steps, self.every, self.start, self.end):
@@ -59,11 +59,10 @@ class SegmentedSteering:
                 scores = self.scores(model, seen["denoised"])
                 index = select(scores, previous, self.temperature, self.potential, generator)
                 previous = scores[index]
-                sigma = float(sigmas[last])  # ComfyUI's x = signal·x0 + σ·ε; flow models: signal = 1 − σ
-                flow = isinstance(model.inner_model.inner_model.model_sampling, comfy.model_sampling.CONST)
+                sigma = float(sigmas[last])
                 where = index.to(x.device)
-                x = renew_copies(x[where], seen["denoised"][where], index, 1.0 - sigma if flow else 1.0, sigma,
-                                 self.renew, generator)
+                x = renew_copies(x[where], seen["denoised"][where], index, signal_at(sigma, flow), sigma, self.renew,
+                                 generator)
                 self.resamplings += 1
             first = last
         return x

@@ -181,7 +181,7 @@ def test_guided_denoised_core_rule():
 
 def test_views_are_seeded_per_update_and_keep_the_gradient():
     """Augmented views: differentiable crops/flips/jitter in [0, 1]; the seed of an update picks
-    its views (a rerun repeats them, the next step or recurrence round gets new ones)."""
+    its views (a rerun repeats them; the front-ends pass the step index, so each step gets new ones)."""
     from idguide.guidance import Augment, GuidanceSettings, guided_denoised
 
     images = torch.rand(2, 3, 16, 16, requires_grad=True)
