@@ -5,6 +5,8 @@ the report's tables (seeds 1…) never use.
     python benchmarks/guidance_sweep.py --out /tmp/sweep                      # 16 refs × 4 seeds, ~30 min
     python benchmarks/guidance_sweep.py --out /tmp/sweep --scheduler euler --scales 2 --recurrence 0,1
     python benchmarks/guidance_sweep.py --out /tmp/sweep --method particles --temperatures 20,50 --every 2,4
+    python benchmarks/guidance_sweep.py --out /tmp/sweep --method search --neighbours 2,4,8 --step-sizes 0.25,0.5
+    python benchmarks/guidance_sweep.py --out /tmp/sweep --method search --neighbours "" --paths 0.5:2,0.3:2
 
 A setting is *admissible* when it does not hack and stays realistic: judge gain ≥ 70 % of the
 guide gain (both over unguided), oracle confidence and the Fréchet distance to renders of the
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import torch
 from idguide import Augment, load_scorer
-from idguide.proving.harness import Sampling, best_of, guided, particles, unguided
+from idguide.proving.harness import Sampling, best_of, guided, particles, path_searched, searched, unguided
 from idguide.proving.judging import Judges
 from idguide.proving.pipeline import IdentityWorldPipeline
 from steering_bench import reference_identities  # benchmarks/ is the script's folder
@@ -48,12 +50,16 @@ def main(argv=None) -> int:
     parser.add_argument("--augment", default="0,4", help="augmented views (0 = one plain view)")
     parser.add_argument("--ends", default="0.5,0.8")
     parser.add_argument("--schedules", default="constant", help="scale schedules (constant, decay)")
-    parser.add_argument("--method", choices=("guidance", "particles"), default="guidance")
+    parser.add_argument("--method", choices=("guidance", "particles", "search"), default="guidance")
     parser.add_argument("--particles", default="8", help="particles: how many (k)")
     parser.add_argument("--temperatures", default="20", help="particles: λ")
     parser.add_argument("--potentials", default="difference", help="particles: difference, value")
     parser.add_argument("--every", default="4", help="particles: resample every k-th step")
     parser.add_argument("--renew", default="1", help="particles: share of a copy's noise drawn fresh")
+    parser.add_argument("--budgets", default="16", help="search: samples per search (best-of-n alongside)")
+    parser.add_argument("--neighbours", default="4", help="search: noises drawn around the best per round")
+    parser.add_argument("--step-sizes", default="0.5", help="search: λ, how far a neighbour moves from the best")
+    parser.add_argument("--paths", default="", help="search over paths: strength:parents, comma-separated")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,10 @@ def main(argv=None) -> int:
               f"{row['seconds']:.2f} s/sample", file=sys.stderr, flush=True)
         return row
 
+    def best_of_rows(budgets: list[int]) -> list[dict]:  # what a search must beat: best-of-n at the same NFE
+        return [summarise(f"best-of-{n}", {}, lambda ref, n=n: [best_of(pipe, guide, ref, seed, sampling, [n])[0]
+                                                                for seed in seeds]) for n in budgets]
+
     base = summarise("unguided", {}, lambda ref: unguided(pipe, guide, ref, seeds, sampling))
     rows = []
     if args.method == "guidance":
@@ -91,10 +101,23 @@ def main(argv=None) -> int:
             name = f"scale={scale:g} recurrence={recurrence} augment={draws} end={end:g}"
             rows.append(summarise(name + ("" if schedule == "constant" else f" {schedule}"), settings,
                                   partial(guided, pipe, guide, seeds=seeds, sampling=sampling, scale=scale, **options)))
+    elif args.method == "search":
+        budgets = numbers(args.budgets, int)
+        rows += best_of_rows(budgets)
+        for neighbours, step, n in itertools.product(numbers(args.neighbours, int), numbers(args.step_sizes, float),
+                                                     budgets):
+            settings = {"neighbours": neighbours, "step": step}
+            rows.append(summarise(f"zero-order n={n} neighbours={neighbours} step={step:g}", settings,
+                                  lambda ref, n=n, o=settings: [searched(pipe, guide, ref, s, sampling, [n], **o)[0]
+                                                                for s in seeds]))
+        for (strength, parents), n in itertools.product(
+                [(float(x), int(y)) for x, y in (p.split(":") for p in numbers(args.paths, str))], budgets):
+            settings = {"strength": strength, "parents": parents}
+            rows.append(summarise(f"paths n={n} strength={strength:g} parents={parents}", settings,
+                                  lambda ref, n=n, o=settings: [path_searched(pipe, guide, ref, s, sampling, n, **o)
+                                                                for s in seeds]))
     else:
-        for k in numbers(args.particles, int):  # what the particles must beat: best-of-k at the same NFE
-            rows.append(summarise(f"best-of-{k}", {}, lambda ref, k=k: [s for seed in seeds for s in
-                                                                        best_of(pipe, guide, ref, seed, sampling, [k])]))
+        rows += best_of_rows(numbers(args.particles, int))
         grid = itertools.product(numbers(args.particles, int), numbers(args.temperatures, float),
                                  numbers(args.potentials, str), numbers(args.every, int), numbers(args.ends, float),
                                  numbers(args.renew, float))

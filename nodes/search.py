@@ -11,7 +11,7 @@ from ..scorers.ranking import rank
 from .sampling import KSampling, graph_inputs, sampler_inputs
 from .score import table
 
-METHODS = ["zero-order", "paths"]
+METHODS = ["paths", "zero-order"]  # paths first: the better search on the proving ground
 
 
 class IdentityNoiseSearch(io.ComfyNode):
@@ -22,21 +22,21 @@ class IdentityNoiseSearch(io.ComfyNode):
             display_name="Identity Noise Search Sampler",
             category="idguide",
             description="Searches for the sample most faithful to the reference within a budget of full samples. "
-                        "zero-order: rounds of noises around the best noise so far. paths: random starts, then "
-                        "the best samples so far are re-noised part-way (img2img) and sampled again. Each sample "
+                        "paths: random starts, then the best samples so far are re-noised part-way (img2img) and "
+                        "sampled again. zero-order: rounds of noises around the best noise so far. Each sample "
                         "runs on KSampler's own path (every sampler, img2img and inpainting).",
             inputs=[
                 *graph_inputs("batch size 1 (its noise mask and batch index are honoured)"),
-                io.Combo.Input("method", options=METHODS, default="zero-order"),
+                io.Combo.Input("method", options=METHODS, default="paths"),
                 io.Int.Input("budget", default=16, min=1, max=1024,
                              tooltip="compute, in full samples (a paths branch costs 'strength' of one)"),
                 io.Int.Input("keep", default=1, min=1, max=1024, tooltip="how many of the best to return"),
                 io.Float.Input("threshold", default=0.0, min=0.0, max=100.0, step=0.1,
                                tooltip="stop after the round in which a sample scores this (0-100); 0 = never"),
                 *sampler_inputs(),
-                io.Int.Input("neighbours", default=4, min=1, max=64, optional=True,
+                io.Int.Input("neighbours", default=8, min=1, max=64, optional=True,
                              tooltip="zero-order: samples per round"),
-                io.Float.Input("step", default=0.5, min=0.01, max=1.0, step=0.01, optional=True,
+                io.Float.Input("step", default=0.75, min=0.01, max=1.0, step=0.01, optional=True,
                                tooltip="zero-order: how far a neighbour's noise is from the best (1 = fresh noise)"),
                 io.Float.Input("strength", default=0.5, min=0.05, max=1.0, step=0.05, optional=True,
                                tooltip="paths: how far back toward noise a branch re-noises (a fraction of denoise)"),
@@ -52,7 +52,7 @@ class IdentityNoiseSearch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reference, seed, method, budget, keep, threshold,
-                steps, cfg, sampler_name, scheduler, denoise=1.0, neighbours=4, step=0.5, strength=0.5,
+                steps, cfg, sampler_name, scheduler, denoise=1.0, neighbours=8, step=0.75, strength=0.5,
                 parents=2) -> io.NodeOutput:
         import comfy.utils
 

@@ -207,17 +207,17 @@ def particles(pipe, scorer: Scorer, reference: int, seed: int, sampling: Samplin
 
 
 def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
-             neighbours: int = 4, step: float = 0.5) -> list[Sample]:
-    """Zero-order noise search (``noise_search``); budget n keeps the best of its first n samples
-    (exactly what a run with budget n gives)."""
+             **options) -> list[Sample]:
+    """Zero-order noise search (``noise_search``, its defaults unless ``options`` say otherwise);
+    budget n keeps the best of its first n samples (exactly what a run with budget n gives)."""
     use_scheduler(pipe, sampling.scheduler)
     largest = max(budgets)
     counter = Counter(pipe, scorer)
     try:
         started = time.perf_counter()
         result = noise_search(pipe, scorer, reference_image(reference)[None], (3, SIZE, SIZE), budget=largest,
-                              neighbours=neighbours, step=step, seed=seed * CANDIDATE_SEED,
-                              **sampling.kwargs(IDENTITIES[reference].category))
+                              seed=seed * CANDIDATE_SEED, **sampling.kwargs(IDENTITIES[reference].category),
+                              **options)
         per_candidate = counter.compute(largest, time.perf_counter() - started)
     finally:
         counter.remove()
@@ -225,15 +225,16 @@ def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling
 
 
 def path_searched(pipe: IdentityWorldPipeline, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
-                  budget: int, parents: int = 2, strength: float = 0.5) -> Sample:
-    """Search over paths (``path_search``) with ``budget`` full samples' worth of denoising."""
+                  budget: int, **options) -> Sample:
+    """Search over paths (``path_search``, its defaults unless ``options`` say otherwise) with
+    ``budget`` full samples' worth of denoising."""
     use_scheduler(pipe, sampling.scheduler)
     counter = Counter(pipe, scorer)
     try:
         started = time.perf_counter()
-        result = path_search(pipe, scorer, reference_image(reference)[None], budget=budget, parents=parents,
-                             strength=strength, seed=seed * CANDIDATE_SEED,
-                             **sampling.kwargs(IDENTITIES[reference].category))
+        result = path_search(pipe, scorer, reference_image(reference)[None], budget=budget,
+                             seed=seed * CANDIDATE_SEED, **sampling.kwargs(IDENTITIES[reference].category),
+                             **options)
         compute = counter.compute(1, time.perf_counter() - started)
     finally:
         counter.remove()

@@ -174,7 +174,7 @@ def test_noise_search_workflow_runs_both_methods(server):
     prompt = load("api/noise_search.json")
     prompt["4"]["inputs"].update(width=256, height=256)
     for method, count in (("zero-order", 4), ("paths", 6)):
-        prompt["8"]["inputs"].update(method=method, budget=4, keep=3, steps=4, parents=1)
+        prompt["8"]["inputs"].update(method=method, budget=4, keep=3, steps=4, parents=1, neighbours=2)
         history = server.run(prompt, timeout=600)
         assert history["status"]["status_str"] == "success", history["status"]
         text = "".join(history["outputs"]["10"]["text"])

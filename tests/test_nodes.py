@@ -158,6 +158,42 @@ def test_similarity_matrix_is_symmetric_and_lists_duplicates(comfy, nearid, batc
     assert torch.allclose(torch.tensor(values).reshape(2, 5), matrix[:2], atol=1e-3)
 
 
+def test_nodes_default_to_the_library_settings(comfy):
+    """One meaning per setting: a workflow and a script with the defaults run the same steering."""
+    import inspect
+
+    from idguide.guidance.diffusers_callback import IdentityGuidanceCallback
+    from idguide.guidance.particles import ParticleSteering
+
+    nodes, _ = comfy
+
+    def node_defaults(node) -> dict:
+        schema = {i.id: i.default for i in node.define_schema().inputs if getattr(i, "default", None) is not None}
+        for name, parameter in inspect.signature(node.execute).parameters.items():  # optional inputs' fallbacks
+            if parameter.default is not inspect.Parameter.empty:
+                assert parameter.default == schema[name], (node.__name__, name)
+        return schema
+
+    def library_defaults(*functions) -> dict:
+        found = {}
+        for function in functions:
+            for name, parameter in inspect.signature(function).parameters.items():
+                if parameter.default is not inspect.Parameter.empty and parameter.default is not None:
+                    found[name] = parameter.default.draws if name == "augment" else parameter.default
+        return found
+
+    pairs = [(nodes.IdentityGuidance, (IdentityGuidanceCallback,),
+              {"scale", "start", "end", "every", "inner_steps", "decode_size", "augment", "recurrence"}),
+             (nodes.IdentityParticleSampler, (ParticleSteering,),
+              {"every", "start", "end", "temperature", "potential", "decode_size", "seed", "renew"}),
+             (nodes.IdentityNoiseSearch, (idguide.noise_search, idguide.path_search),
+              {"budget", "neighbours", "step", "strength", "parents", "seed"})]
+    for node, functions, expected in pairs:
+        ours, library = node_defaults(node), library_defaults(*functions)
+        assert ours.keys() & library.keys() == expected, node.__name__
+        assert {k: ours[k] for k in expected} == {k: library[k] for k in expected}, node.__name__
+
+
 def test_guidance_patch_is_the_model_itself_at_scale_zero(comfy, nearid, batch):
     nodes, _ = comfy
     reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
