@@ -1,6 +1,6 @@
-"""Choose identity guidance's defaults on the proving ground: a grid of settings, judged by the
-oracle and the held-out judge (never by the guide that steered), on *tuning* seeds (101…) that
-the report's tables (seeds 1…) never use.
+"""Choose the steering defaults (identity guidance, particles, noise search) on the proving ground:
+a grid of settings, judged by the oracle and the held-out judge (never by the guide that steered),
+on *tuning* seeds (101…) that the report's tables (seeds 1…) never use.
 
     python benchmarks/guidance_sweep.py --out /tmp/sweep                      # 16 refs × 4 seeds, ~30 min
     python benchmarks/guidance_sweep.py --out /tmp/sweep --scheduler euler --scales 2 --recurrence 0,1
