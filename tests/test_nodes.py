@@ -74,7 +74,7 @@ def test_unloading_models_frees_the_scorer(comfy, batch):
 
 def test_registered_scorers_are_in_the_dropdown_and_load(comfy, monkeypatch):
     nodes, _ = comfy
-    from idguide.proving.models import load_judge
+    from idguide_proving.models import load_judge
     from idguide.scorers import registry
 
     registry.read_entry_points()

@@ -23,7 +23,7 @@ PROJECT = PYPROJECT["project"]
 DISTRIBUTIONS = {"PIL": "pillow", "sklearn": "scikit-learn", "skimage": "scikit-image"}
 # What ComfyUI itself provides to the nodes.
 COMFYUI_MODULES = {"comfy", "comfy_api", "comfy_execution", "folder_paths", "latent_preview", "node_helpers"}
-PACKAGE_DIRS = ["scorers", "guidance", "evaluation", "nodes", "proving"]
+PACKAGE_DIRS = ["scorers", "guidance", "evaluation", "nodes"]
 
 
 def requirement_names(requirements) -> set[str]:
@@ -61,6 +61,15 @@ def test_every_import_of_the_package_is_declared():
     node_imports = set().union(*(imported_distributions(f) for f in (REPO / "nodes").glob("*.py")))
     assert node_imports <= core, f"the nodes import extras: {sorted(node_imports - core)}"
     assert "tqdm" in core
+
+
+def test_the_proving_grounds_imports_are_declared_in_its_own_distribution():
+    proving = tomllib.loads((REPO / "proving" / "pyproject.toml").read_text())["project"]
+    declared = requirement_names(proving["dependencies"]) | requirement_names(PROJECT["dependencies"]) | {"diffusers"}
+    files = list((REPO / "proving" / "idguide_proving").glob("*.py"))
+    undeclared = {f"{f.name}: {d}" for f in files for d in imported_distributions(f) - declared - {"idguide-proving"}}
+    assert files and not undeclared, undeclared
+    assert "idguide[diffusers]" in proving["dependencies"]
 
 
 def test_a_missing_extra_is_named_in_the_error():
@@ -137,16 +146,29 @@ def run_installed(site: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=site.parent, env=env)
 
 
-def test_the_wheel_installs_a_working_command_and_the_example_images(wheel_site):
+def test_the_wheel_installs_a_working_command_and_the_example_images(wheel_site, weights_root):
     where = run_installed(wheel_site, "-c", "import idguide; print(idguide.__file__)")
     assert where.stdout.strip() == str(wheel_site / "idguide" / "__init__.py"), where.stderr
     examples = wheel_site / "idguide" / "examples"
     assert (examples / "reference.jpg").is_file() and len(list((examples / "candidates").glob("*.jpg"))) == 6
-    assert (wheel_site / "idguide" / "proving" / "weights" / "guide.safetensors").is_file()
     script = wheel_site / "bin" / "idguide"
-    ranked = run_installed(wheel_site, str(script), "rank", "--metric", "proving-guide",
-                           str(examples / "reference.jpg"), str(examples / "candidates"))
+    ranked = run_installed(wheel_site, str(script), "rank", "--metric", "nearid", "--weights",
+                           str(weights_root / "nearid-siglip2"), str(examples / "reference.jpg"), str(examples / "candidates"))
     assert ranked.returncode == 0, ranked.stderr
     lines = [line for line in ranked.stdout.splitlines() if ".jpg" in line]
     assert len(lines) == 6, ranked.stdout
     assert "tests" not in {p.name for p in (wheel_site / "idguide").iterdir()}
+
+
+def test_the_wheel_holds_no_proving_ground(wheel_site):
+    """The proving ground (its code, weights and scorers) is a separate distribution for tests and benchmarks."""
+    files = [p.relative_to(wheel_site).as_posix() for p in wheel_site.rglob("*") if p.is_file()]
+    assert any(f.startswith("idguide/scorers/") for f in files)
+    proving = [f for f in files if "proving" in f or f.endswith(".safetensors")]
+    assert not proving, proving
+    (info,) = wheel_site.glob("idguide-*.dist-info")
+    assert "proving" not in (info / "entry_points.txt").read_text()
+    listed = run_installed(wheel_site, str(wheel_site / "bin" / "idguide"), "list")
+    assert listed.returncode == 0 and "nearid" in listed.stdout, listed.stderr
+    # the comfy-cli archive leaves out what .comfyignore names
+    assert "proving/" in (REPO / ".comfyignore").read_text().split()

@@ -11,11 +11,11 @@ import torch
 
 import idguide
 from idguide import IdentityGuidanceCallback
-from idguide.proving import IDENTITIES, NUM_IDENTITIES, Oracle, identities_of, render, render_batch
-from idguide.proving.harness import Sampling, best_of, guided, unguided
-from idguide.proving.judging import Judges, reference_image
-from idguide.proving.pipeline import IdentityWorldPipeline
-from idguide.proving.world import fresh_renders
+from idguide_proving import IDENTITIES, NUM_IDENTITIES, Oracle, identities_of, render, render_batch
+from idguide_proving.harness import Sampling, best_of, guided, unguided
+from idguide_proving.judging import Judges, reference_image
+from idguide_proving.pipeline import IdentityWorldPipeline
+from idguide_proving.world import fresh_renders
 
 REFERENCES = [0, 11, 21, 30]  # one per category, both densities
 SEEDS = [1, 2, 3, 4]
@@ -84,8 +84,8 @@ def test_guidance_and_best_of_8_raise_oracle_accuracy_over_unguided(pipe, judges
     print(f"\noracle identity accuracy on {len(plain)} tasks: {accuracy}")
     assert accuracy["guidance"] > accuracy["unguided"] + 0.1, accuracy
     assert accuracy["best-of-8"] > accuracy["unguided"] + 0.1, accuracy
-    assert all(s.compute.nfe == 8 * SAMPLING.nfe for s in best)
-    assert all(s.compute.scorer_backward > 0 for s in steered) and all(s.compute.scorer_backward == 0 for s in plain)
+    assert all(s.compute.unet == 8 * SAMPLING.nfe for s in best)
+    assert all(s.compute.scorer_grad > 0 for s in steered) and all(s.compute.scorer_grad == 0 for s in plain)
 
 
 def test_callback_needs_a_decoder_for_other_pipelines(pipe):
@@ -218,11 +218,14 @@ def test_benchmark_writes_every_output(tmp_path):
     assert set(samples["scheduler"][samples["method"] == "particles"]) == {"ddpm"}
     assert set(samples["scheduler"][samples["method"] == "guidance-one-view"]) == {"ddim", "euler"}
     assert samples["images"].shape == (n, 32, 32, 3) and samples["images"].dtype == np.uint8
-    for key in ("reference_identity", "category", "method", "budget", "seed", "nfe", "seconds"):
+    for key in ("reference_identity", "category", "method", "budget", "seed", "world", "seconds", "unet", "dec",
+                "dec_grad", "tiny_dec", "tiny_dec_grad", "enc", "scorer", "scorer_grad", "prompt_background",
+                "prompt_side", "reference_background", "reference_side"):
         assert len(samples[key]) == n, key
+    assert set(samples["world"]) == {"pixel"} and set(samples["prompt_side"]) == {-1}
     assert set(samples["method"]) == {"unguided", "best-of-n", "guidance", "particles", "guidance-one-view",
                                       "guidance+decay", "guidance-no-recurrence"}
-    assert sorted(set(samples["nfe"][samples["method"] == "best-of-n"])) == [8, 16]
+    assert sorted(set(samples["unet"][samples["method"] == "best-of-n"])) == [8, 16]
     refs = np.load(out / "references.npz")
     assert list(refs["identity"]) == [0, 11] and refs["images"].shape == (2, 32, 32, 3)
     steering_bench.main(["--render-set", "2", "--out", str(tmp_path / "renders.npz")])
@@ -253,7 +256,7 @@ def test_guidance_sweep_tunes_on_its_own_seeds_and_marks_admissible_settings(tmp
 
 
 def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, judges):
-    from idguide.proving.harness import particles
+    from idguide_proving.harness import particles
 
     refs, seeds = REFERENCES, SEEDS[:2]
     plain = [s for ref in refs for s in unguided(pipe, judges.guide, ref, seeds, SAMPLING)]
@@ -261,7 +264,7 @@ def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, ju
     accuracy = oracle_accuracy(judges, plain), oracle_accuracy(judges, steered)
     print(f"\noracle identity accuracy on {len(plain)} tasks: unguided {accuracy[0]:.3f}, particles (k=8) {accuracy[1]:.3f}")
     assert accuracy[1] >= accuracy[0] + 0.25, accuracy
-    assert all(s.compute.scorer_backward == 0 and s.compute.nfe == 8 * SAMPLING.nfe for s in steered)
+    assert all(s.compute.scorer_grad == 0 and s.compute.unet == 8 * SAMPLING.nfe for s in steered)
 
 
 def test_copies_of_a_resampled_particle_part_ways():
@@ -306,7 +309,7 @@ def test_resampling_reorders_a_multistep_samplers_history():
 
 
 def test_noise_search_raises_oracle_accuracy_within_its_budget(pipe, judges):
-    from idguide.proving.harness import searched
+    from idguide_proving.harness import searched
 
     refs, seeds = REFERENCES, SEEDS[:2]
     plain = [s for ref in refs for s in unguided(pipe, judges.guide, ref, seeds, SAMPLING)]
@@ -315,7 +318,7 @@ def test_noise_search_raises_oracle_accuracy_within_its_budget(pipe, judges):
     accuracy = oracle_accuracy(judges, plain), oracle_accuracy(judges, at8)
     print(f"\noracle identity accuracy on {len(plain)} tasks: unguided {accuracy[0]:.3f}, noise search n=8 {accuracy[1]:.3f}")
     assert accuracy[1] >= accuracy[0] + 0.25, accuracy
-    assert {s.compute.nfe for s in found} == {4 * SAMPLING.nfe, 8 * SAMPLING.nfe}
+    assert {s.compute.unet for s in found} == {4 * SAMPLING.nfe, 8 * SAMPLING.nfe}
     with pytest.raises(ValueError, match="budget must be an integer >= 1"):
         idguide.noise_search(pipe, judges.guide, reference_image(0)[None], (3, 32, 32), budget=0)
 
@@ -325,7 +328,7 @@ def test_a_flow_sampler_runs_the_generator_as_a_flow_model(pipe):
     flow view of the ε-model (PixelUNet(flow=True)) is exact, so flow guidance is measured on it."""
     from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
 
-    from idguide.proving.pipeline import SAMPLING_SCHEDULE
+    from idguide_proving.pipeline import SAMPLING_SCHEDULE
 
     kept = pipe.scheduler
     try:
@@ -358,7 +361,7 @@ def test_img2img_renoises_part_way(pipe):
 
 
 def test_path_search_starts_as_best_of_n_branches_by_img2img_and_raises_accuracy(pipe, judges):
-    from idguide.proving.harness import path_searched
+    from idguide_proving.harness import path_searched
 
     reference, kwargs = reference_image(11)[None], SAMPLING.kwargs(IDENTITIES[11].category)
     result = idguide.path_search(pipe, judges.guide, reference, budget=4, parents=1, strength=0.5, seed=5, **kwargs)

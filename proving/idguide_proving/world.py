@@ -7,10 +7,17 @@ the two densities of one colour pair are **near-identical twins** (they differ i
 attribute), NearID-style distractors.
 
 Every image shows one identity in a random *context* — position, scale, rotation,
-background (flat, gradient or texture), lighting and contrast, sometimes a partial
+background (flat, gradient or textured), lighting and contrast, sometimes a partial
 occlusion — drawn from the seed alone, so the context says nothing about the identity.
 ``render(identity, seed)`` is deterministic; ``render_batch`` draws many at once (the same
 image for the same pair, whatever else is in the batch).
+
+A *scene* is what a prompt may ask for beyond the category: the background kind and the side
+of the image the object stands on. ``render(identity, seed, background=..., side=...)`` fixes
+the named attributes and leaves the rest of the context random from the seed. A named scene
+stays inside the unnamed contexts' range (so every model trained on unnamed renders reads it):
+a named side puts the object's centre 7–15 % of the width off the middle (unnamed: anywhere
+within ±15 %), a named gradient runs between colours at least 0.3 apart in value.
 """
 
 from __future__ import annotations
@@ -37,6 +44,10 @@ PALETTES = (  # (fill, pattern) — saturated, so muted backgrounds never hide a
 )
 PALETTE_NAMES = ("red/white", "blue/yellow", "green/pink", "purple/cyan")
 DENSITIES = (1.5, 2.5)  # pattern periods across the object's radius: "coarse", "fine"
+BACKGROUNDS = ("flat", "gradient", "textured")  # scene attribute: background kind (index = encoding)
+SIDES = ("left", "right")  # scene attribute: the object's side (index = encoding)
+SIDE_OFFSET = (0.07, 0.15)  # a named side: |centre offset| range, fraction of the width
+GRADIENT_CONTRAST = 0.3  # a named gradient: the least difference of value between its two colours
 
 
 @dataclass(frozen=True)
@@ -75,14 +86,29 @@ def check_identity(identity: int) -> int:
 
 
 # --- context -------------------------------------------------------------------------------
-def _context(seed: int) -> dict:
-    """All context parameters of one image, from its seed alone."""
+def check_scene(background, side) -> tuple[int | None, int | None]:
+    """A scene as encodings: background by index or name (``BACKGROUNDS``), side likewise (``SIDES``)."""
+    out = []
+    for what, value, names in (("background", background, BACKGROUNDS), ("side", side, SIDES)):
+        if value is None:
+            out.append(None)
+        elif isinstance(value, str) and value in names:
+            out.append(names.index(value))
+        elif isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(names):
+            out.append(int(value))
+        else:
+            raise ValueError(f"{what} must be one of {', '.join(names)} (or its index), got {value!r}")
+    return out[0], out[1]
+
+
+def _context(seed: int, background: int | None = None, side: int | None = None) -> dict:
+    """All context parameters of one image, from its seed alone (and the named scene attributes)."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x1D6])
     bg_kind = rng.integers(3)  # flat, gradient, texture
     hsv = np.stack([rng.uniform(0, 1, 2), rng.uniform(0.0, 0.35, 2), rng.uniform(0.25, 0.8, 2)], 1)
     colours = np.array([_hsv_to_rgb(*c) for c in hsv], dtype=np.float32)
     occlude = rng.uniform() < 0.25
-    return {
+    ctx = {
         "cx": rng.uniform(-0.15, 0.15), "cy": rng.uniform(-0.15, 0.15),  # centre, fraction of the side
         "radius": rng.uniform(0.26, 0.36),  # fraction of the side
         "angle": rng.uniform(-math.pi / 6, math.pi / 6),
@@ -94,6 +120,33 @@ def _context(seed: int) -> dict:
         "occ_colour": colours[0] * rng.uniform(0.6, 1.0),
         "pattern_phase": rng.uniform(0, 1, 2),
     }
+    ctx["cx"], ctx["bg_kind"], ctx["bg"] = _named_scene(ctx, hsv, background, side)
+    return ctx
+
+
+def _named_scene(ctx: dict, hsv: np.ndarray, background: int | None, side: int | None):
+    """Centre, background kind and colours with the named attributes applied, deterministically
+    from the seed's own draws (nothing named: the draws unchanged)."""
+    cx, kind, colours = ctx["cx"], ctx["bg_kind"], ctx["bg"]
+    if side is not None:
+        low, high = SIDE_OFFSET
+        cx = (1 if side == 1 else -1) * (low + (high - low) * abs(cx) / 0.15)
+    if background is not None:
+        kind = background
+        if kind == 1 and abs(hsv[0, 2] - hsv[1, 2]) < GRADIENT_CONTRAST:
+            hsv = hsv.copy()
+            up = hsv[0, 2] + GRADIENT_CONTRAST
+            hsv[1, 2] = up if up <= 0.8 else hsv[0, 2] - GRADIENT_CONTRAST
+            colours = np.array([_hsv_to_rgb(*c) for c in hsv], dtype=np.float32)
+    return cx, kind, colours
+
+
+def scene_of(seed: int, background=None, side=None) -> tuple[int, int]:
+    """(background, side) encodings of the render of ``seed`` (an unnamed side is the sign of the
+    centre's offset, which may be close to the middle)."""
+    background, side = check_scene(background, side)
+    ctx = _context(seed, background, side)
+    return ctx["bg_kind"], int(ctx["cx"] > 0)
 
 
 def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
@@ -168,11 +221,17 @@ def _draw(identity: Identity, ctx: dict) -> torch.Tensor:
     return image.clamp(0, 1)
 
 
-def render_batch(identities: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
-    """Float images ``[N,3,SIZE,SIZE]`` in [0, 1]; image i shows ``identities[i]`` in context ``seeds[i]``."""
-    if len(identities) != len(seeds):
-        raise ValueError(f"{len(identities)} identities but {len(seeds)} seeds")
-    images = [_draw(IDENTITIES[check_identity(i)], _context(s)) for i, s in zip(identities, seeds)]
+def render_batch(identities: Sequence[int], seeds: Sequence[int], backgrounds: Sequence | None = None,
+                 sides: Sequence | None = None) -> torch.Tensor:
+    """Float images ``[N,3,SIZE,SIZE]`` in [0, 1]; image i shows ``identities[i]`` in context ``seeds[i]``,
+    on background ``backgrounds[i]`` and side ``sides[i]`` where those are given (``None`` = from the seed)."""
+    n = len(identities)
+    backgrounds = [None] * n if backgrounds is None else list(backgrounds)
+    sides = [None] * n if sides is None else list(sides)
+    if not len(seeds) == len(backgrounds) == len(sides) == n:
+        raise ValueError(f"{n} identities but {len(seeds)} seeds, {len(backgrounds)} backgrounds, {len(sides)} sides")
+    images = [_draw(IDENTITIES[check_identity(i)], _context(s, *check_scene(b, d)))
+              for i, s, b, d in zip(identities, seeds, backgrounds, sides)]
     if not images:
         return torch.zeros(0, 3, SIZE, SIZE)
     return torch.stack(images)
@@ -181,21 +240,19 @@ def render_batch(identities: Sequence[int], seeds: Sequence[int]) -> torch.Tenso
 FRESH_SEED = 1_000_000_000  # contexts from here on are never used in training (which uses seeds < 10⁸)
 
 
-def fresh_renders(identities: Sequence[int], offset: int = 0) -> torch.Tensor:
+def fresh_renders(identities: Sequence[int], offset: int = 0, backgrounds: Sequence | None = None,
+                  sides: Sequence | None = None) -> torch.Tensor:
     """Renders of ``identities`` in contexts never used in training (seeds ``FRESH_SEED + offset + i``)."""
-    return render_batch(list(identities), [FRESH_SEED + offset + i for i in range(len(identities))])
+    return render_batch(list(identities), [FRESH_SEED + offset + i for i in range(len(identities))], backgrounds, sides)
 
 
-def render(identity: int, seed: int) -> np.ndarray:
-    """One image: uint8 ``[SIZE, SIZE, 3]`` of ``identity`` in the context drawn from ``seed``."""
-    return to_uint8(render_batch([identity], [seed]))[0]
+def render(identity: int, seed: int, background=None, side=None) -> np.ndarray:
+    """One image: uint8 ``[SIZE, SIZE, 3]`` of ``identity`` in the context drawn from ``seed``, on the
+    named ``background`` ("flat", "gradient", "textured") and ``side`` ("left", "right") if given."""
+    return to_uint8(render_batch([identity], [seed], [background], [side]))[0]
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """``[N,3,H,W]`` floats in [0, 1] → uint8 ``[N,H,W,3]``."""
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
-
-def from_uint8(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``[N,H,W,3]`` → ``[N,3,H,W]`` floats in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255

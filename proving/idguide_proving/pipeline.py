@@ -1,10 +1,14 @@
-"""The proving ground's generator as a diffusers ``DiffusionPipeline``.
+"""The proving ground's generators as diffusers ``DiffusionPipeline`` s.
 
-The "prompt" is a category ("striped disc"); which identity of that category comes out is
-left to chance — what steering must choose. Sampling is the standard loop (classifier-free
-guidance, any diffusers scheduler, ``callback_on_step_end``), so IDGuide's public paths
-(``IdentityGuidanceCallback``, ``best_of_n``) run on it unchanged. Latents are pixels in
-[-1, 1]; ``decode`` turns them into images in [0, 1] (differentiable: the guidance decoder).
+``IdentityWorldPipeline`` (pixel world): the prompt is a category ("striped disc"); latents are
+pixels in [-1, 1]; ``decode`` is the map to [0, 1] (free, differentiable). ``LatentWorldPipeline``
+(latent world): the prompt names the category and the scene ("striped disc on a textured
+background, on the left"); latents are an autoencoder's, decoded by its ``vae`` as Stable
+Diffusion's are, with a tiny distilled ``tiny_vae`` beside it. In both, which identity of the
+category comes out is left to chance — what steering must choose. Sampling is the standard loop
+(classifier-free guidance, any diffusers scheduler, ``callback_on_step_end``, img2img), so
+IDGuide's public paths (``IdentityGuidanceCallback``, ``best_of_n``, ``steer_particles``,
+``noise_search``, ``path_search``) run on them unchanged.
 """
 
 from __future__ import annotations
@@ -64,15 +68,15 @@ def _train_log_snr() -> np.ndarray:
     return np.log(a / (1 - a))  # decreasing in t
 
 
-class PixelUNet(UNet2DModel):
-    """The generator's UNet called on pixel latents ``[B,3,32,32]``: it runs on their 2×2
-    space-to-depth view (nothing learned), so the pipeline's denoiser takes and returns latents
-    like any diffusers UNet (what a replay of its call for self-recurrence needs).
+class FlowView:
+    """For an ε-prediction ``UNet2DModel`` subclass: ``forward(..., flow=True)`` is the same model
+    seen as a flow-matching one (x = (1-σ)·x0 + σ·ε, timestep 1000·σ, predicting the velocity
+    ε - x0): the sample is rescaled to the training timestep of equal signal-to-noise ratio, which
+    the ε-prediction is made at. How a flow sampler (``FlowMatchEulerDiscreteScheduler``, SD3's and
+    Flux's) runs on the proving ground's generators. Subclasses define ``epsilon``."""
 
-    ``flow=True``: the same model seen as a flow-matching one (x = (1-σ)·x0 + σ·ε, timestep
-    1000·σ, predicting the velocity ε - x0): the sample is rescaled to the training timestep of
-    equal signal-to-noise ratio, which the ε-prediction is made at. How a flow sampler
-    (``FlowMatchEulerDiscreteScheduler``, SD3's and Flux's) runs on the proving ground."""
+    def epsilon(self, sample: torch.Tensor, timestep, class_labels) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, sample: torch.Tensor, timestep, class_labels=None, return_dict: bool = True, flow: bool = False):
         if flow:
@@ -82,34 +86,39 @@ class PixelUNet(UNet2DModel):
             vp_t = float(np.interp(-log_snr, -train, np.arange(len(train))))
             sigma = float(sigma)
             scaled = sample / ((1 - sigma) ** 2 + sigma**2) ** 0.5
-            # forward, not __call__: one denoiser evaluation as hooks (and NFE counts) see it
-            eps = self.forward(scaled, torch.full((len(sample),), vp_t, device=sample.device), class_labels).sample
+            eps = self.epsilon(scaled, torch.full((len(sample),), vp_t, device=sample.device), class_labels)
             out = eps - (sample - sigma * eps) / (1 - sigma)
         else:
-            out = F.pixel_shuffle(super().forward(F.pixel_unshuffle(sample, 2), timestep, class_labels=class_labels)
-                                  .sample, 2)
+            out = self.epsilon(sample, timestep, class_labels)
         return UNet2DOutput(sample=out) if return_dict else (out,)
 
 
-class IdentityWorldPipeline(DiffusionPipeline):
-    """Category-prompted pixel diffusion over the procedural identities (32×32 RGB)."""
+class PixelUNet(FlowView, UNet2DModel):
+    """The pixel generator's UNet called on pixel latents ``[B,3,32,32]``: it runs on their 2×2
+    space-to-depth view (nothing learned), so the pipeline's denoiser takes and returns latents
+    like any diffusers UNet (what a replay of its call for self-recurrence needs)."""
+
+    def epsilon(self, sample, timestep, class_labels):
+        # UNet2DModel.forward, not __call__: one denoiser evaluation as hooks (and counts) see it
+        out = UNet2DModel.forward(self, F.pixel_unshuffle(sample, 2), timestep, class_labels=class_labels).sample
+        return F.pixel_shuffle(out, 2)
+
+
+class LatentUNet(FlowView, UNet2DModel):
+    """The latent generator's UNet: ``class_labels`` are ``[B, 3]`` prompt attribute indices."""
+
+    def epsilon(self, sample, timestep, class_labels):
+        return UNet2DModel.forward(self, sample, timestep, class_labels=class_labels).sample
+
+
+class WorldPipeline(DiffusionPipeline):
+    """The sampling loop both generators share: classifier-free guidance, any diffusers scheduler
+    (flow samplers through ``FlowView``), ``callback_on_step_end``, img2img (``image=``,
+    ``strength=``: SDEdit from the image's latents). Subclasses say how prompts become labels and
+    how images become latents and back."""
 
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents"]
-
-    def __init__(self, unet: UNet2DModel, scheduler):
-        super().__init__()
-        self.register_modules(unet=unet, scheduler=scheduler)
-
-    @classmethod
-    def from_weights(cls, weights=None, scheduler=None, device: str | torch.device = "cpu") -> "IdentityWorldPipeline":
-        """The shipped (or given) generator weights with a scheduler (default DDIM)."""
-        from .models import load_generator
-
-        scheduler = scheduler if scheduler is not None else DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True)
-        pipe = cls(load_generator(weights, PixelUNet).requires_grad_(False), scheduler).to(device)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
 
     @property
     def num_timesteps(self) -> int:
@@ -119,10 +128,22 @@ class IdentityWorldPipeline(DiffusionPipeline):
     def guidance_scale(self) -> float:
         return self._guidance_scale
 
-    @staticmethod
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        """Latents (pixels in [-1, 1]) → images in [0, 1]; the decoder for identity guidance."""
-        return (latents / 2 + 0.5).clamp(0, 1)
+    def labels(self, prompts: list, per_prompt: int) -> torch.Tensor:
+        """Class labels of the prompts, each repeated ``per_prompt`` times."""
+        raise NotImplementedError
+
+    def null_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    latent_shape: tuple[int, ...]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[B,3,H,W]`` in [0, 1] → latents."""
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → images in [0, 1]."""
+        raise NotImplementedError
 
     def denoiser(self, latents: torch.Tensor, timestep, labels: torch.Tensor) -> torch.Tensor:
         flow = {"flow": True} if is_flow(self.scheduler) else {}
@@ -134,7 +155,7 @@ class IdentityWorldPipeline(DiffusionPipeline):
             raise ValueError(f"image must be a [B,3,{SIZE},{SIZE}] tensor in [0, 1], got {shape}")
         if image.shape[0] not in (1, batch):
             raise ValueError(f"image batch {image.shape[0]} does not match the {batch} images asked for")
-        return (image.to(self.device, self.unet.dtype) * 2 - 1).expand(batch, -1, -1, -1)
+        return self.encode(image.to(self.device, self.unet.dtype)).expand(batch, -1, -1, -1)
 
     def _img2img_timesteps(self, steps: int, strength: float) -> torch.Tensor:
         if not (isinstance(strength, (int, float)) and 0 < strength <= 1):
@@ -148,7 +169,7 @@ class IdentityWorldPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        prompt: Category | Sequence[Category],
+        prompt,
         num_images_per_prompt: int = 1,
         num_inference_steps: int = 25,
         guidance_scale: float = 2.0,
@@ -161,16 +182,16 @@ class IdentityWorldPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ):
-        prompts = [prompt] if isinstance(prompt, (str, int, np.integer)) else list(prompt)
-        labels = torch.tensor([category_index(p) for p in prompts for _ in range(num_images_per_prompt)],
-                              device=self.device)
+        prompts = [prompt] if isinstance(prompt, (str, int, np.integer)) or not isinstance(prompt, Sequence) \
+            else list(prompt)
+        labels = self.labels(prompts, num_images_per_prompt).to(self.device)
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback tensor input {name!r} is not one of {self._callback_tensor_inputs}")
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         batch = len(labels)
-        shape = (batch, 3, SIZE, SIZE)
+        shape = (batch, *self.latent_shape)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
@@ -193,7 +214,7 @@ class IdentityWorldPipeline(DiffusionPipeline):
                        else self.scheduler.add_noise(clean, noise, timesteps[:1]))
         self._num_timesteps = len(timesteps)
         self._guidance_scale = guidance_scale
-        null = torch.full_like(labels, NUM_CATEGORIES)
+        null = self.null_labels(labels)
         extra = {"generator": generator} if "generator" in _step_parameters(self.scheduler) else {}
         for i, t in enumerate(self.progress_bar(timesteps)):
             model_input = latents if flow else self.scheduler.scale_model_input(latents, t)
@@ -215,6 +236,87 @@ class IdentityWorldPipeline(DiffusionPipeline):
             images = self.numpy_to_pil(images.permute(0, 2, 3, 1).cpu().numpy())
         self.maybe_free_model_hooks()
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+class IdentityWorldPipeline(WorldPipeline):
+    """Category-prompted pixel diffusion over the procedural identities (32×32 RGB); latents are
+    pixels in [-1, 1]."""
+
+    latent_shape = (3, SIZE, SIZE)
+
+    def __init__(self, unet: UNet2DModel, scheduler):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @classmethod
+    def from_weights(cls, weights=None, scheduler=None, device: str | torch.device = "cpu") -> "IdentityWorldPipeline":
+        """The shipped (or given) generator weights with a scheduler (default DDIM)."""
+        from .models import load_generator
+
+        scheduler = scheduler if scheduler is not None else DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True)
+        pipe = cls(load_generator(weights, PixelUNet).requires_grad_(False), scheduler).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def labels(self, prompts, per_prompt):
+        return torch.tensor([category_index(p) for p in prompts for _ in range(per_prompt)])
+
+    def null_labels(self, labels):
+        return torch.full_like(labels, NUM_CATEGORIES)
+
+    @staticmethod
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return images * 2 - 1
+
+    @staticmethod
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        """Latents (pixels in [-1, 1]) → images in [0, 1]; the decoder for identity guidance."""
+        return (latents / 2 + 0.5).clamp(0, 1)
+
+
+class LatentWorldPipeline(WorldPipeline):
+    """Scene-prompted latent diffusion, built like Stable Diffusion: a KL autoencoder (``vae``,
+    8×8×4 latents scaled by ``vae.config.scaling_factor``), a denoiser on the scaled latents, and
+    a tiny distilled autoencoder (``tiny_vae``, an ``AutoencoderTiny`` on scaled latents, as TAESD).
+    Prompts: ``"striped disc on a textured background, on the left"`` (``latent.parse_prompt``)."""
+
+    _optional_components = ["tiny_vae"]
+
+    def __init__(self, vae, unet: UNet2DModel, scheduler, tiny_vae=None):
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet, scheduler=scheduler, tiny_vae=tiny_vae)
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.latent_shape = (vae.config.latent_channels, SIZE // self.vae_scale_factor, SIZE // self.vae_scale_factor)
+
+    @classmethod
+    def from_weights(cls, weights=None, scheduler=None, device: str | torch.device = "cpu") -> "LatentWorldPipeline":
+        """The shipped (or given) latent models with a scheduler (default DDIM, clipping x̂0 to ±3 latent std)."""
+        from .latent import load_autoencoder, load_latent_unet, load_tiny_autoencoder
+
+        scheduler = scheduler if scheduler is not None else DDIMScheduler(**SAMPLING_SCHEDULE, clip_sample=True,
+                                                                          clip_sample_range=3.0)
+        pipe = cls(load_autoencoder(weights), load_latent_unet(weights, LatentUNet), scheduler,
+                   load_tiny_autoencoder(weights)).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def labels(self, prompts, per_prompt):
+        from .latent import parse_prompt
+
+        parsed = [parse_prompt(p) for p in prompts for _ in range(per_prompt)]
+        return self.unet.class_embedding.labels(parsed)
+
+    def null_labels(self, labels):
+        return self.unet.class_embedding.null(len(labels), labels.device)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] → scaled latents (the posterior's mean)."""
+        vae = self.vae
+        return vae.encode((images * 2 - 1).to(vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        vae = self.vae
+        return (vae.decode((latents / vae.config.scaling_factor).to(vae.dtype)).sample.float() / 2 + 0.5).clamp(0, 1)
 
 
 def _step_parameters(scheduler) -> set[str]:

@@ -1,14 +1,17 @@
-"""The proving ground's trained models: three different architectures and a generator.
+"""The proving ground's trained judges and scorers, and the pixel world's generator.
 
 - ``GuideNet`` (guide scorer, steers): a plain strided CNN, features flattened → 128-d.
 - ``JudgeNet`` (held-out judge, never steers): residual CNN with global average pooling → 96-d.
 - ``OracleNet`` (ground truth of identity): VGG-style CNN with max-pooling → K-way logits.
+- ``SceneOracleNet`` (ground truth of the scene): small CNN → background kind (3) and side (2)
+  logits; position-sensitive (no global pooling), trained without flips.
 - ``generator_unet``: diffusers ``UNet2DModel`` conditioned on the category (class embedding,
   index ``NUM_CATEGORIES`` = no condition, for classifier-free guidance), working on the
   image after a 2×2 space-to-depth (pixels rearranged, nothing learned), so a 32×32 RGB
   image is a 16×16×12 tensor: diffusion is still on pixels.
 
-Weights live in ``proving/weights/*.safetensors`` (``train.py`` reproduces them).
+The latent world's autoencoders and denoiser are in ``latent``. Weights live in
+``idguide_proving/weights/*.safetensors`` (``train.py`` reproduces them).
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from ..scorers.base import Scorer
-from ..scorers.embedding import Embedding
-from ..scorers.errors import WeightsError
-from ..scorers.preprocess import HALF, Preprocess
-from .world import NUM_CATEGORIES, NUM_IDENTITIES, SIZE
+from idguide.scorers.base import Scorer
+from idguide.scorers.embedding import Embedding
+from idguide.scorers.errors import WeightsError
+from idguide.scorers.preprocess import HALF, Preprocess
+from .world import BACKGROUNDS, NUM_CATEGORIES, NUM_IDENTITIES, SIDES, SIZE
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 FILES = {"guide": "guide.safetensors", "judge": "judge.safetensors", "oracle": "oracle.safetensors",
-         "generator": "generator.safetensors"}
+         "generator": "generator.safetensors", "scene_oracle": "scene_oracle.safetensors",
+         "autoencoder": "autoencoder.safetensors", "tiny_autoencoder": "tiny_autoencoder.safetensors",
+         "latent_generator": "latent_generator.safetensors"}
 PREPROCESS = Preprocess((SIZE, SIZE), None, HALF, HALF)  # images → [-1, 1] at the world's size
 
 
@@ -93,9 +98,27 @@ class OracleNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class SceneOracleNet(nn.Module):
+    """Background kind and side logits ``[B, 3 + 2]`` (flattened features: it sees where things are)."""
+
+    def __init__(self):
+        super().__init__()
+
+        def conv(a: int, b: int) -> list[nn.Module]:
+            return [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+
+        self.features = nn.Sequential(*conv(3, 32), *conv(32, 32), nn.MaxPool2d(2), *conv(32, 64), nn.MaxPool2d(2),
+                                      *conv(64, 64), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * (SIZE // 8) ** 2, 64), nn.ReLU(),
+                                        nn.Linear(64, len(BACKGROUNDS) + len(SIDES)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 def generator_unet(cls=None):
     """The generator's ``UNet2DModel`` (or subclass ``cls``) on the 16×16×12 space-to-depth view."""
-    from ..scorers.optional import require
+    from idguide.scorers.optional import require
 
     cls = cls or require("diffusers", "the proving ground's generator").UNet2DModel
     return cls(
@@ -114,8 +137,20 @@ def weights_file(kind: str, weights=None) -> Path:
         path = path / name
     if not path.is_file():
         raise WeightsError(f"proving ground {kind}: {path} not found; expected {name} "
-                           f"(shipped in {WEIGHTS}; 'python -m idguide.proving.train' writes it)")
+                           f"(shipped in {WEIGHTS}; 'python -m idguide_proving.train' writes it)")
     return path
+
+
+def read_metadata(kind: str, weights=None) -> dict[str, str]:
+    """The safetensors header's metadata of ``kind`` (the autoencoder keeps its scaling factor there)."""
+    from safetensors import safe_open
+
+    path = weights_file(kind, weights)
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except Exception as error:  # safetensors raises several types for a broken file
+        raise WeightsError(f"proving ground {kind}: cannot read {path}: {error}") from None
 
 
 def load_state(module: nn.Module, kind: str, weights=None) -> nn.Module:
@@ -168,6 +203,22 @@ class Oracle:
         out = [F.softmax(self.net(PREPROCESS(images[i : i + batch_size].to(self.device).float())), dim=-1)
                for i in range(0, len(images), batch_size)]
         return torch.cat(out).cpu() if out else torch.zeros(0, NUM_IDENTITIES)
+
+
+class SceneOracle:
+    """Reads the scene of images: background kind (``BACKGROUNDS``) and side (``SIDES``)."""
+
+    def __init__(self, weights=None, device: str | torch.device = "cpu"):
+        self.net = load_state(SceneOracleNet(), "scene_oracle", weights).to(device).requires_grad_(False)
+        self.device = torch.device(device)
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[N,3,H,W]`` in [0, 1] → (background ``[N]``, side ``[N]``) encodings."""
+        parts = [self.net(PREPROCESS(images[i:i + batch_size].to(self.device).float())).cpu()
+                 for i in range(0, len(images), batch_size)]
+        logits = torch.cat(parts) if parts else torch.zeros(0, len(BACKGROUNDS) + len(SIDES))
+        return logits[:, :len(BACKGROUNDS)].argmax(-1), logits[:, len(BACKGROUNDS):].argmax(-1)
 
 
 def load_generator(weights=None, cls=None):
