@@ -10,7 +10,7 @@ on *tuning* seeds (101…) that the report's tables (seeds 1…) never use.
 
 A setting is *admissible* when it does not hack and stays realistic: judge gain ≥ 70 % of the
 guide gain (both over unguided), oracle confidence and the Fréchet distance to renders of the
-identities seen (``fd_seen``, see ``idguide.proving.judging``) within 10 % of unguided. The table marks admissible rows; the default is the most accurate admissible one
+identities seen (``fd_seen``, see ``idguide_proving.judging``) within 10 % of unguided. The table marks admissible rows; the default is the most accurate admissible one
 (ties: the cheaper).
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import torch
 from idguide import Augment, load_scorer
-from idguide.proving.harness import Sampling, best_of, guided, particles, path_searched, searched, unguided
-from idguide.proving.judging import Judges
-from idguide.proving.pipeline import IdentityWorldPipeline
+from idguide_proving.harness import Sampling, best_of, guided, particles, path_searched, searched, unguided
+from idguide_proving.judging import Judges
+from idguide_proving.pipeline import IdentityWorldPipeline
 from steering_bench import reference_identities  # benchmarks/ is the script's folder
 
 TUNING_SEEDS = 101
@@ -78,8 +78,7 @@ def main(argv=None) -> int:
             samples += run(ref)
         images, references = torch.stack([s.image for s in samples]), [s.reference for s in samples]
         row = {"setting": name, **settings, **judges.summary(judges.score(images, references), references)}
-        row.update(nfe=samples[0].compute.nfe, passes=sum(vars(samples[0].compute)[k] for k in
-                                                          ("nfe", "scorer_forward", "scorer_backward", "decoder_forward")),
+        row.update(nfe=samples[0].compute.unet, passes=samples[0].compute.passes,
                    seconds=(time.time() - started) / len(samples))
         print(f"{name}: oracle {row['oracle_acc']:.3f}, judge {row['judge_sim']:.3f}, guide {row['guide_sim']:.3f}, "
               f"{row['seconds']:.2f} s/sample", file=sys.stderr, flush=True)

@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from idguide.proving.harness import Sampling, best_of, path_searched, searched
-from idguide.proving.judging import Judges
-from idguide.proving.pipeline import IdentityWorldPipeline
+from idguide_proving.harness import Sampling, best_of, path_searched, searched
+from idguide_proving.judging import Judges
+from idguide_proving.pipeline import IdentityWorldPipeline
 
 REFERENCES = [0, 9, 18, 27, 5, 14, 23, 30]
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         c = samples[0].compute
         seconds = sum(s.compute.seconds for s in samples) / len(samples)
         print(f"| {name} | {len(samples)} | {row['oracle_acc']:.3f} | {row['twin_conf']:.3f} | {row['oracle_conf']:.3f} | "
-              f"{row['guide_sim']:.3f} | {row['judge_sim']:.3f} | {row['fd_seen']:.2f} | {c.nfe} | {c.scorer_forward} | "
+              f"{row['guide_sim']:.3f} | {row['judge_sim']:.3f} | {row['fd_seen']:.2f} | {c.unet} | {c.scorer} | "
               f"{seconds:.2f} |")
     return 0
 
