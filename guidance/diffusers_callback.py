@@ -97,6 +97,9 @@ class IdentityGuidanceCallback(PipelineCallback):
     as accurate on clipping and stochastic samplers at a quarter of the scorer passes, but lets the
     guide run ahead of the held-out judge on Euler and FlowMatchEuler; ``recurrence=0`` is 3×
     cheaper in denoiser calls and less accurate.
+
+    ``IdentityGuidanceCallback.from_config(cb.config, scorer=..., reference=...)`` rebuilds a
+    callback with the same settings (the config keeps ``augment`` as ``[draws, [crop min, max], jitter]``).
     """
 
     tensor_inputs = ["latents"]
@@ -119,6 +122,8 @@ class IdentityGuidanceCallback(PipelineCallback):
         recurrence: int = 2,
     ):
         super().__init__()
+        if isinstance(augment, (list, tuple)) and len(augment) == 3:  # the config's form (from_config)
+            augment = Augment(augment[0], tuple(augment[1]), augment[2])
         self.settings = GuidanceSettings(scale, start, end, every, inner_steps, clip, augment, schedule, recurrence)
         checks.decode_size(decode_size)
         self.register_to_config(

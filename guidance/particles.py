@@ -59,7 +59,7 @@ class ParticleSteering(PipelineCallback):
         checks.decode_size(decode_size)
         checks.integer("seed", seed, 0)
         self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
-                                decode_size=decode_size, seed=seed, scorer=scorer.name)
+                                renew=renew, decode_size=decode_size, seed=seed, scorer=scorer.name)
         self.loss = IdentityLoss(scorer, reference)
         self.decoder, self.decode_size = decoder, decode_size
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential

@@ -142,6 +142,23 @@ def test_config_describes_the_callback(scorer, reference):
     assert cb.config.scale == 1.5 and cb.config.every == 2 and cb.config.scorer == "nearid"
 
 
+def test_callbacks_rebuilt_from_their_config_equal_the_originals(scorer, reference):
+    """Every setting is in the config (ParticleSteering's renew was not), and from_config reads it back."""
+    from idguide.guidance.augment import Augment
+    from idguide.guidance.particles import ParticleSteering
+
+    built = [IdentityGuidanceCallback(scorer, reference, scale=1.5, every=2, recurrence=0, schedule="decay",
+                                      augment=Augment(3, (0.6, 0.9), 0.1), decode_size=256),
+             IdentityGuidanceCallback(scorer, reference, augment=None),
+             ParticleSteering(scorer, reference, every=2, end=0.6, temperature=5.0, renew=0.25, seed=3)]
+    for cb in built:
+        again = type(cb).from_config(cb.config, scorer=scorer, reference=reference)
+        assert dict(again.config) == dict(cb.config), type(cb).__name__
+    assert built[2].config.renew == 0.25
+    rebuilt = IdentityGuidanceCallback.from_config(built[0].config, scorer=scorer, reference=reference)
+    assert rebuilt.settings == built[0].settings and rebuilt.settings.augment == Augment(3, (0.6, 0.9), 0.1)
+
+
 def test_custom_decoder_and_several_references(tmp_path, scorer, reference):
     """Any differentiable callable can decode; several references of one identity are allowed."""
     from pipelines import sd15
