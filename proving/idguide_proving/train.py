@@ -156,6 +156,19 @@ def train_judge(pool, ids, steps: int, scale: float = 16.0, margin: float = 0.25
     return fit("judge", net, loss_of, steps, pool, ids, 128, 2e-3, extra=[centres])
 
 
+def denoiser_update(unet, optimizer, lr, ema: dict, loss: torch.Tensor, step: int) -> None:
+    """One optimiser step of a denoiser (gradients clipped to norm 1) and its EMA (decay warming up to 0.999)."""
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+    optimizer.step()
+    lr.step()
+    decay = min(0.999, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for k, v in unet.state_dict().items():
+            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay) if v.dtype.is_floating_point else ema[k].copy_(v)
+
+
 def train_generator(pool, ids, steps: int, batch: int = 64, drop: float = 0.1):
     """Epsilon-prediction DDPM on the training schedule; category labels dropped for CFG; EMA kept."""
     from diffusers import DDPMScheduler
@@ -178,15 +191,7 @@ def train_generator(pool, ids, steps: int, batch: int = 64, drop: float = 0.1):
         labels = torch.where(torch.rand(len(x0), generator=g) < drop, NUM_CATEGORIES, categories[y])
         prediction = unet(noise_schedule.add_noise(x0, noise, t), t, class_labels=labels).sample
         loss = F.mse_loss(prediction, noise)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        lr.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in unet.state_dict().items():
-                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay) if v.dtype.is_floating_point else ema[k].copy_(v)
+        denoiser_update(unet, optimizer, lr, ema, loss, step)
         log("generator", step, steps, loss.item(), started)
     unet.load_state_dict(ema)
     return unet.eval()
@@ -297,15 +302,7 @@ def train_latent_generator(latents, labels, steps: int, batch: int = 128, drop: 
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, noise_schedule.config.num_train_timesteps, (batch,), generator=g)
         loss = F.mse_loss(unet(noise_schedule.add_noise(x0, noise, t), t, class_labels=y).sample, noise)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        lr.step()
-        decay = min(0.999, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for k, v in unet.state_dict().items():
-                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay) if v.dtype.is_floating_point else ema[k].copy_(v)
+        denoiser_update(unet, optimizer, lr, ema, loss, step)
         log("latent_generator", step, steps, loss.item(), started)
     unet.load_state_dict(ema)
     return unet.eval()
