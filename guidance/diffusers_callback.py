@@ -20,6 +20,9 @@ pixel-space pipeline's decoder is the map to [0, 1]; the schedulers of
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import torch
 from diffusers import (
     FluxPipeline,
@@ -32,13 +35,14 @@ from diffusers.callbacks import PipelineCallback
 from ..scorers import Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 from .augment import Augment
-from .decode import VaeDecoder
 from .loss import IdentityLoss, ReferenceMode
+from .pipeline_decoder import CHOICES, DecoderChoice, PipelineDecoder
 from .replay import DenoiserReplay
 from .schedulers import check_scheduler, step_view
-from .step import Decode, GuidanceSettings, guided_denoised, recurrent_denoised
+from .step import GuidanceSettings, guided_denoised, recurrent_denoised
 
 PIPELINES = (StableDiffusionPipeline, StableDiffusionXLPipeline, StableDiffusion3Pipeline, FluxPipeline)
+DEFAULT_DECODER = "auto"
 
 
 class StepGuard:
@@ -86,17 +90,16 @@ class IdentityGuidanceCallback(PipelineCallback):
 
     ``pipe(..., callback_on_step_end=cb, callback_on_step_end_tensor_inputs=cb.tensor_inputs)``;
     composes with ``MultiPipelineCallbacks``. ``reference``: images ``[R,3,H,W]`` of one
-    identity (or an ``Embedding``), embedded once. ``decoder``: optional differentiable
-    ``latents → images`` callable (it receives the pipeline's latents, packed for Flux);
-    default: the pipeline's VAE at ``decode_size`` pixels. See ``guidance.step`` for the rule.
+    identity (or an ``Embedding``), embedded once. ``decoder``: what the gradient flows through —
+    ``"auto"`` (the family's TAESD when at hand or downloadable, else the VAE with a warning),
+    ``"tiny"``, ``"vae"``, a path, an ``AutoencoderTiny`` or a callable (``guidance.pipeline_decoder``),
+    at most ``decode_size`` pixels. See ``guidance.step`` for the rule.
 
-    The defaults (scale 3, every step, self-recurrence 2, the loss averaged over 4 augmented views)
-    are the most accurate setting on the proving ground that does not hack on any supported
-    scheduler, among those costing at most 3× unguided NFE
-    (``benchmarks/results/steering_issue11_recurrence.md``). ``augment=None`` (one plain view) is
-    as accurate on clipping and stochastic samplers at a quarter of the scorer passes, but lets the
-    guide run ahead of the held-out judge on Euler and FlowMatchEuler; ``recurrence=0`` is 3×
-    cheaper in denoiser calls and less accurate.
+    The defaults (scale 2, every step, one plain view, no self-recurrence, TAESD) were chosen on
+    the latent proving ground's tuning seeds at equal cost as real models price it
+    (``benchmarks/profiles``: one guided sample ≈ 2 unguided ones at SD1.5 512 px, 1.2 at SDXL
+    1024 px); recurrence and augmented views cost more than they gain there, and best-of-n over
+    guided samples is the way to spend more (``benchmarks/results/latent_world_steering.md``).
 
     ``IdentityGuidanceCallback.from_config(cb.config, scorer=..., reference=...)`` rebuilds a
     callback with the same settings (the config keeps ``augment`` as ``[draws, [crop min, max], jitter]``).
@@ -108,7 +111,7 @@ class IdentityGuidanceCallback(PipelineCallback):
         self,
         scorer: Scorer,
         reference: EmbeddingOrImages,
-        scale: float = 3.0,
+        scale: float = 2.0,
         start: float = 0.0,
         end: float = 1.0,
         every: int = 1,
@@ -116,10 +119,10 @@ class IdentityGuidanceCallback(PipelineCallback):
         decode_size: int | None = 512,
         clip: float | None = 3.0,
         reference_mode: ReferenceMode = "mean",
-        decoder: Decode | None = None,
-        augment: Augment | None = Augment(4),
+        decoder: DecoderChoice | None = DEFAULT_DECODER,
+        augment: Augment | None = None,
         schedule: str = "constant",
-        recurrence: int = 2,
+        recurrence: int = 0,
     ):
         super().__init__()
         if isinstance(augment, (list, tuple)) and len(augment) == 3:  # the config's form (from_config)
@@ -131,15 +134,19 @@ class IdentityGuidanceCallback(PipelineCallback):
             clip=clip, reference_mode=reference_mode, scorer=scorer.name, schedule=schedule, recurrence=recurrence,
             augment=None if augment is None else [augment.draws, list(augment.crop), augment.jitter],
         )
+        if decoder is None:
+            warnings.warn("decoder=None is deprecated: pass decoder='vae' (the pipeline's VAE, None's meaning), "
+                          "'tiny' or 'auto'", DeprecationWarning, stacklevel=2)
+            decoder = "vae"
+        if isinstance(decoder, (str, os.PathLike)):  # an object cannot go in a config: pass it to from_config again
+            self.register_to_config(decoder=str(decoder))
         self.loss = IdentityLoss(scorer, reference, reference_mode)
         self.decode_size = decode_size
-        self.decoder = decoder
-        self._flux_grid: tuple[int, int] | None = None
-        self._vae_decoder: tuple[tuple, VaeDecoder] | None = None
+        self.decoder = PipelineDecoder(decoder, decode_size)
 
     def check(self, pipeline) -> None:
         """Raise ``TypeError`` for a pipeline or scheduler this callback cannot guide."""
-        if not isinstance(pipeline, PIPELINES) and self.decoder is None:
+        if not isinstance(pipeline, PIPELINES) and self.decoder.choice in CHOICES:
             names = ", ".join(p.__name__ for p in PIPELINES)
             raise TypeError(f"IdentityGuidanceCallback decodes the latents of {names} itself; for "
                             f"{type(pipeline).__name__} pass decoder= (a differentiable latents → images in [0, 1])")
@@ -154,18 +161,13 @@ class IdentityGuidanceCallback(PipelineCallback):
         following, num_steps = step_index + 1, pipeline.num_timesteps
         if following < num_steps and self.settings.active(following, num_steps):
             guard = StepGuard(pipeline, lambda out, t, x: self._guided_output(pipeline, following, out, t, x, guard.calls),
-                              self._record_flux_grid)
+                              self.decoder.observe)
         return callback_kwargs
-
-    def _record_flux_grid(self, kwargs) -> None:
-        if kwargs.get("img_ids") is not None:  # Flux: the packed latents' grid
-            ids = kwargs["img_ids"]
-            self._flux_grid = (int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)
 
     def _guided_output(self, pipeline, step_index: int, model_output, timestep, sample, calls) -> torch.Tensor:
         view = step_view(pipeline.scheduler, model_output, timestep, sample)
         weight = view.weight * self.settings.multiplier(step_index, pipeline.num_timesteps)
-        decode = self._decoder(pipeline)
+        decode = self.decoder(pipeline)
 
         def guide(denoised: torch.Tensor) -> torch.Tensor:
             return guided_denoised(denoised, decode, self.loss, weight, self.settings, seed=step_index)
@@ -179,25 +181,3 @@ class IdentityGuidanceCallback(PipelineCallback):
         if guided is view.denoised:  # skipped (non-finite loss, gradient or pixels): the step stays unguided
             return model_output
         return view.model_output_for(model_output, guided)
-
-    def _decoder(self, pipeline) -> Decode:
-        if self.decoder is not None:
-            return self.decoder
-        key = (id(pipeline), id(pipeline.vae), self._flux_grid)
-        if self._vae_decoder is None or self._vae_decoder[0] != key:  # built once per pipeline (an fp32 copy may be made)
-            self._vae_decoder = (key, self._build_decoder(pipeline))
-        return self._vae_decoder[1]
-
-    def _build_decoder(self, pipeline) -> VaeDecoder:
-        unpack = None
-        if isinstance(pipeline, FluxPipeline):
-            if self._flux_grid is None:
-                raise RuntimeError("Flux latent grid unknown: the transformer was not called with img_ids")
-            rows, cols = self._flux_grid
-
-            def unpack(x: torch.Tensor) -> torch.Tensor:
-                b, _, c = x.shape
-                x = x.view(b, rows, cols, c // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
-                return x.reshape(b, c // 4, rows * 2, cols * 2)
-
-        return VaeDecoder(pipeline.vae, self.decode_size, unpack, getattr(pipeline, "vae_scale_factor", None))

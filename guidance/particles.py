@@ -13,17 +13,19 @@ score.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from diffusers.callbacks import PipelineCallback
 
 from ..scorers import Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 from .best_of_n import BestOfN, Sample
-from .diffusers_callback import StepGuard
+from .diffusers_callback import DEFAULT_DECODER, StepGuard
 from .loss import IdentityLoss
 from .resampling import check_steering, renew_copies, resamples_at, select
 from .schedulers import next_levels, step_view
-from .step import Decode
+from .pipeline_decoder import DecoderChoice, PipelineDecoder
 
 # Per-particle tensors a sampler keeps between steps (multistep solvers, PNDM, LMS).
 SAMPLER_STATE = ("model_outputs", "last_sample", "sample", "ets", "cur_sample", "derivatives", "prev_derivative")
@@ -46,22 +48,27 @@ class ParticleSteering(PipelineCallback):
     ``every``: resample every k-th step within ``[start, end)`` (fractions of the steps).
     ``temperature`` λ: how strongly scores pick particles (0 = no selection). ``renew``: the
     share of a copy's noise drawn fresh after a resampling (0 = exact copies). ``decoder``:
-    latents → images in [0, 1] (default: the pipeline's VAE). ``seed`` makes resampling repeatable.
+    what scores the particles' clean estimates: ``"vae"`` (the pipeline's VAE), ``"tiny"`` (its TAESD) or a
+    path, module or callable (``guidance.pipeline_decoder``). ``seed`` makes resampling repeatable.
     """
 
     tensor_inputs = ["latents"]
 
     def __init__(self, scorer: Scorer, reference: EmbeddingOrImages, every: int = 4, start: float = 0.0,
                  end: float = 0.8, temperature: float = 20.0, potential: str = "difference", renew: float = 1.0,
-                 decoder: Decode | None = None, decode_size: int | None = 512, seed: int = 0):
+                 decoder: DecoderChoice = DEFAULT_DECODER, decode_size: int | None = 512, seed: int = 0):
         super().__init__()
         check_steering(every, start, end, temperature, potential, renew)
         checks.decode_size(decode_size)
         checks.integer("seed", seed, 0)
         self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
                                 renew=renew, decode_size=decode_size, seed=seed, scorer=scorer.name)
+        if decoder is None:  # 0.1 spelled the pipeline's VAE so
+            decoder = "vae"
+        if isinstance(decoder, (str, os.PathLike)):  # an object cannot go in a config: pass it to from_config again
+            self.register_to_config(decoder=str(decoder))
         self.loss = IdentityLoss(scorer, reference)
-        self.decoder, self.decode_size = decoder, decode_size
+        self.decoder, self.decode_size = PipelineDecoder(decoder, decode_size), decode_size
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
         self.renew, self.seed = renew, seed
         self._denoised: tuple | None = None  # (x̂0, signal, noise of the step's result) recorded before a resampling
@@ -79,7 +86,7 @@ class ParticleSteering(PipelineCallback):
         if recorded is not None:
             callback_kwargs["latents"] = self._resample(pipeline, *recorded, callback_kwargs["latents"])
         if step_index + 1 < num_steps and resamples_at(step_index + 1, num_steps, self.every, self.start, self.end):
-            StepGuard(pipeline, self._record)
+            StepGuard(pipeline, self._record, self.decoder.observe)
         return callback_kwargs
 
     def _record(self, model_output, timestep, sample):
@@ -90,7 +97,7 @@ class ParticleSteering(PipelineCallback):
     @torch.no_grad()
     def _resample(self, pipeline, denoised: torch.Tensor, signal: float, noise: float,
                   latents: torch.Tensor) -> torch.Tensor:
-        decode = self.decoder or _vae_decoder(pipeline, self.decode_size)
+        decode = self.decoder(pipeline)
         with torch.inference_mode():
             scores = 1.0 - self.loss(decode(denoised).float()).float().cpu()
         self.scored += len(scores)
@@ -101,12 +108,6 @@ class ParticleSteering(PipelineCallback):
         where = index.to(latents.device)
         return renew_copies(latents[where], denoised[where.to(denoised.device)], index, signal, noise, self.renew,
                             self._generator)
-
-
-def _vae_decoder(pipeline, decode_size):
-    from .decode import VaeDecoder
-
-    return VaeDecoder(pipeline.vae, decode_size, None, getattr(pipeline, "vae_scale_factor", None))
 
 
 def steer_particles(pipe, scorer: Scorer, reference: EmbeddingOrImages, particles: int = 8, seed: int = 0,

@@ -114,16 +114,33 @@ def noise_search(pipe, scorer: Scorer, reference: EmbeddingOrImages, latent_shap
     return _result(images, scores, [seed] * len(scores))
 
 
+def image_to_image(pipe):
+    """``pipe`` when it re-noises images itself (it takes ``image`` and ``strength``), else its
+    image-to-image sibling sharing the same components (SD1.5, SDXL, SD3, Flux, …)."""
+    import inspect
+
+    if {"image", "strength"} <= set(inspect.signature(pipe.__call__).parameters):
+        return pipe
+    from diffusers import AutoPipelineForImage2Image
+
+    try:
+        return AutoPipelineForImage2Image.from_pipe(pipe)
+    except Exception as error:
+        raise TypeError(f"path_search re-noises samples with an image-to-image pipeline; {type(pipe).__name__} has "
+                        f"none that diffusers knows ({error}): pass img2img=") from None
+
+
 def path_search(pipe, scorer: Scorer, reference: EmbeddingOrImages, budget: int = 16, starts: int | None = None,
                 parents: int = 2, strength: float = 0.5, seed: int = 0, img2img=None, **pipe_kwargs) -> BestOfN:
     """Search over paths: ``starts`` random samples (default half the budget), then branches of the
     ``parents`` best so far, each re-noised to ``strength`` and denoised by ``img2img`` (a pipeline
-    called with ``image=`` [k,3,H,W] in [0, 1], ``strength=`` and ``num_images_per_prompt=k``, e.g.
-    diffusers' ``StableDiffusionImg2ImgPipeline(**pipe.components)``; default: ``pipe`` itself). Sample i is
+    called with ``image=`` [k,3,H,W] in [0, 1], ``strength=`` and ``num_images_per_prompt=k``; default:
+    ``pipe`` itself when it takes ``image`` and ``strength``, else diffusers'
+    ``AutoPipelineForImage2Image.from_pipe(pipe)``, which shares its components). Sample i is
     generated with ``torch.Generator().manual_seed(seed + i)``: the random starts are exactly
     best-of-N's samples; a branch also needs its parent. Returns every sample, best first."""
     ref = _prepare(scorer, reference, pipe_kwargs)
-    img2img = pipe if img2img is None else img2img
+    img2img = image_to_image(pipe) if img2img is None else img2img
     images: list[torch.Tensor] = []
 
     def generate(call, count: int, index: int, **kwargs) -> list[float]:

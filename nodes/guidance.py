@@ -13,7 +13,9 @@ untouched, so sampling is bit-identical.
 from __future__ import annotations
 
 import copy
+import logging
 import weakref
+from typing import Callable
 
 import torch
 from comfy_api.latest import io
@@ -27,8 +29,16 @@ from .common import ReferenceSocket, ensure_loaded, patcher_for
 _decoders: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+DECODERS = ("auto", "taesd", "vae")
+DECODER_TOOLTIP = ("what decodes for the identity score: taesd = the tiny TAESD decoder of ComfyUI's previews "
+                   "(models/vae_approx; a fraction of the VAE's compute and memory), vae = the VAE (exact, "
+                   "costly), auto = taesd when its file is there, else the VAE")
+
+
 class ComfyVaeDecoder:
     """latents (VAE space) → [B,3,H,W] in [0, 1], differentiable, at most ``decode_size`` px."""
+
+    model_space = False  # it decodes what ``process_latent_out`` gives
 
     def __init__(self, vae, decode_size: int | None):
         checks.decode_size(decode_size)
@@ -49,11 +59,79 @@ class ComfyVaeDecoder:
         return self.process_output(images.float())
 
 
-def decoder_for(vae, decode_size: int | None) -> ComfyVaeDecoder:
+class ComfyTinyDecoder:
+    """The model's latents → [B,3,H,W] in [0, 1] through the TAESD decoder ComfyUI's previews use:
+    TAESD reads the sampler's (model-space) latents as they are, for every family."""
+
+    model_space = True
+
+    def __init__(self, path: str, latent_channels: int, decode_size: int | None):
+        import comfy.taesd.taesd
+
+        checks.decode_size(decode_size)
+        with torch.inference_mode(False):
+            taesd = comfy.taesd.taesd.TAESD(None, path, latent_channels=latent_channels)
+        self.patcher = patcher_for(taesd.taesd_decoder.requires_grad_(False))
+        self.decode_size = decode_size
+
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = shrink_latents(latents, self.decode_size, 8)  # TAESD: 8 pixels per latent
+        ensure_loaded(self.patcher)
+        module = self.patcher.model.module
+        weight = next(module.parameters())
+        return module(latents.to(weight.device, weight.dtype)).float().clamp(0, 1)
+
+
+_tiny_decoders: dict = {}
+
+
+def taesd_path(latent_format, required: bool) -> str | None:
+    """The vae_approx file ComfyUI's TAESD previews use for ``latent_format`` (None if absent and
+    not ``required``; else a one-line error naming the file and the folder)."""
+    import folder_paths
+
+    name = getattr(latent_format, "taesd_decoder_name", None)
+    if name is None:
+        if not required:
+            return None
+        raise ValueError(f"decoder 'taesd': ComfyUI has no TAESD for {type(latent_format).__name__} latents; "
+                         "choose decoder 'vae'")
+    found = next((f for f in folder_paths.get_filename_list("vae_approx") if f.startswith(name)), None)
+    if found is None:
+        if not required:
+            return None
+        folder = folder_paths.get_folder_paths("vae_approx")[0]
+        raise FileNotFoundError(f"decoder 'taesd' needs {name}.safetensors (or .pth) in {folder} — the file ComfyUI's "
+                                "TAESD previews use, from https://github.com/madebyollin/taesd — or choose decoder 'vae'")
+    return folder_paths.get_full_path("vae_approx", found)
+
+
+def decoder_for(vae, decode_size: int | None, choice: str = "vae", latent_format=None):
+    """The decoder a node scores through (one per VAE or TAESD file and size, reused across runs);
+    ``choice`` one of ``DECODERS``. Its ``model_space`` says whether it reads the sampler's latents
+    (TAESD) or the VAE's (``process_latent_out`` first)."""
+    if choice not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {choice!r}")
+    if choice != "vae":
+        path = taesd_path(latent_format, required=choice == "taesd")
+        if path is not None:
+            key = (path, decode_size)
+            if key not in _tiny_decoders:
+                _tiny_decoders[key] = ComfyTinyDecoder(path, latent_format.latent_channels, decode_size)
+            return _tiny_decoders[key]
+        logging.info("IDGuide: no %s in models/vae_approx, decoding with the VAE (costlier; TAESD's file makes "
+                     "it cheaper)", getattr(latent_format, "taesd_decoder_name", "TAESD decoder"))
     per_vae = _decoders.setdefault(vae, {})
     if decode_size not in per_vae:
         per_vae[decode_size] = ComfyVaeDecoder(vae, decode_size)
     return per_vae[decode_size]
+
+
+def model_space(decoder, base) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``decoder`` as a function of the sampler's latents."""
+    if decoder.model_space:
+        return decoder
+    return lambda x: decoder(base.process_latent_out(x))
 
 
 def step_position(sigmas, sigma: float) -> int | None:
@@ -88,7 +166,7 @@ class IdentityGuidance(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Vae.Input("vae"),
                 ReferenceSocket.Input("reference"),
-                io.Float.Input("scale", default=3.0, min=0.0, max=20.0, step=0.05,
+                io.Float.Input("scale", default=2.0, min=0.0, max=20.0, step=0.05,
                                tooltip="step size of the update on the clean latent (0 = off)"),
                 io.Float.Input("start", default=0.0, min=0.0, max=1.0, step=0.01,
                                tooltip="first guided step, as a fraction of the sampling steps (as in diffusers)"),
@@ -98,22 +176,24 @@ class IdentityGuidance(io.ComfyNode):
                 io.Int.Input("inner_steps", default=1, min=1, max=10),
                 io.Int.Input("decode_size", default=512, min=64, max=4096, step=64,
                              tooltip="decode at most this many pixels (longer side) to bound memory"),
-                io.Int.Input("augment", default=4, min=0, max=32, optional=True,
+                io.Int.Input("augment", default=0, min=0, max=32, optional=True,
                              tooltip="average the loss over this many random crops/flips of the decoded image "
                                      "(resists adversarial patterns; 0 = one plain view: fewer scorer passes, but "
                                      "on Euler-type samplers the result fools the scorer more than it changes the "
                                      "identity)"),
-                io.Int.Input("recurrence", default=2, min=0, max=10, optional=True,
+                io.Int.Input("recurrence", default=0, min=0, max=10, optional=True,
                              tooltip="self-recurrence: re-noise the guided estimate to the step's noise level, let "
                                      "the model denoise it and guide again, this many times per guided step "
                                      "(one more model evaluation each)"),
+                io.Combo.Input("decoder", options=list(DECODERS), default="auto", optional=True,
+                               tooltip=DECODER_TOOLTIP),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, vae, reference, scale, start, end, every, inner_steps, decode_size,
-                augment=4, recurrence=2) -> io.NodeOutput:
+                augment=0, recurrence=0, decoder="auto") -> io.NodeOutput:
         if start > end:
             raise ValueError(f"start {start} is after end {end}")
         if scale == 0:
@@ -122,7 +202,7 @@ class IdentityGuidance(io.ComfyNode):
 
         settings = GuidanceSettings(scale=scale, start=start, end=end, every=every, inner_steps=inner_steps,
                                     augment=Augment(draws=augment) if augment else None, recurrence=recurrence)
-        decoder = decoder_for(vae, decode_size)
+        decoder = decoder_for(vae, decode_size, decoder, model.get_model_object("latent_format"))
         flow = is_flow(model.get_model_object("model_sampling"))
         m = model.clone()
         # Loaded with the diffusion model before sampling, so ComfyUI budgets their memory together.
@@ -141,7 +221,7 @@ class IdentityGuidance(io.ComfyNode):
                 return denoised
             signal = signal_at(sigma, flow)
             weight = noise_fraction(signal, sigma) * settings.multiplier(index, num_steps)
-            decode = lambda x: decoder(base.process_latent_out(x))  # noqa: E731
+            decode = model_space(decoder, base)
             reference.handle.load()
             guide = lambda d: guided_denoised(d, decode, reference, weight, settings, seed=index)  # noqa: E731
             if not settings.recurrence:

@@ -15,7 +15,7 @@ from comfy_api.latest import io
 
 from ..guidance.resampling import POTENTIALS, check_steering, renew_copies, resamples_at, select
 from .common import ReferenceSocket
-from .guidance import decoder_for, is_flow, signal_at
+from .guidance import DECODER_TOOLTIP, DECODERS, decoder_for, is_flow, model_space, signal_at
 
 
 def boundaries(num_steps: int, every: int, start: float, end: float) -> list[int]:
@@ -29,7 +29,8 @@ class SegmentedSteering:
 
     def __init__(self, base, reference, decoder, every: int, start: float, end: float, temperature: float,
                  potential: str, seed: int, renew: float):
-        self.base, self.reference, self.decoder = base, reference, decoder
+        self.base, self.reference = base, reference
+        self.decoder = decoder  # the model's latent format → a decoder (the sampler meets the model only when it runs)
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
         self.seed, self.renew = seed, renew
         self.resamplings = 0
@@ -70,7 +71,7 @@ class SegmentedSteering:
     @torch.no_grad()
     def scores(self, model, denoised: torch.Tensor) -> torch.Tensor:
         base_model = model.inner_model.inner_model  # KSamplerX0Inpaint → guider → BaseModel
-        images = self.decoder(base_model.process_latent_out(denoised))
+        images = model_space(self.decoder(base_model.latent_format), base_model)(denoised)
         self.reference.handle.load()
         return 1.0 - self.reference(images.float()).float().cpu()
 
@@ -104,18 +105,22 @@ class IdentityParticleSampler(io.ComfyNode):
                 io.Float.Input("renew", default=1.0, min=0.0, max=1.0, step=0.05, optional=True,  # last: old graphs load
                                tooltip="share of a copied particle's noise drawn fresh after a resampling, so copies "
                                        "part ways on deterministic samplers too (0 = exact copies)"),
+                io.Combo.Input("decoder", options=list(DECODERS), default="auto", optional=True,
+                               tooltip=DECODER_TOOLTIP),
             ],
             outputs=[io.Sampler.Output()],
         )
 
     @classmethod
     def execute(cls, sampler, vae, reference, every, start, end, temperature, potential, decode_size,
-                seed, renew=1.0) -> io.NodeOutput:
+                seed, renew=1.0, decoder="auto") -> io.NodeOutput:
         import comfy.samplers
 
         check_steering(every, start, end, temperature, potential, renew)
         if not isinstance(sampler, comfy.samplers.KSAMPLER):
             raise TypeError(f"particle steering wraps a k-diffusion sampler (KSamplerSelect), got {type(sampler).__name__}")
-        steering = SegmentedSteering(sampler, reference, decoder_for(vae, decode_size), every, start, end, temperature,
-                                    potential, seed, renew)
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        steering = SegmentedSteering(sampler, reference, lambda latent_format: decoder_for(
+            vae, decode_size, decoder, latent_format), every, start, end, temperature, potential, seed, renew)
         return io.NodeOutput(comfy.samplers.KSAMPLER(steering, inpaint_options=sampler.inpaint_options))

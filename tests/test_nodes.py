@@ -178,14 +178,16 @@ def test_nodes_default_to_the_library_settings(comfy):
         found = {}
         for function in functions:
             for name, parameter in inspect.signature(function).parameters.items():
-                if parameter.default is not inspect.Parameter.empty and parameter.default is not None:
-                    found[name] = parameter.default.draws if name == "augment" else parameter.default
+                if name == "augment":  # the node's 0 views is the library's None (one plain view)
+                    found[name] = 0 if parameter.default is None else parameter.default.draws
+                elif parameter.default is not inspect.Parameter.empty and parameter.default is not None:
+                    found[name] = parameter.default
         return found
 
     pairs = [(nodes.IdentityGuidance, (IdentityGuidanceCallback,),
-              {"scale", "start", "end", "every", "inner_steps", "decode_size", "augment", "recurrence"}),
+              {"scale", "start", "end", "every", "inner_steps", "decode_size", "augment", "recurrence", "decoder"}),
              (nodes.IdentityParticleSampler, (ParticleSteering,),
-              {"every", "start", "end", "temperature", "potential", "decode_size", "seed", "renew"}),
+              {"every", "start", "end", "temperature", "potential", "decode_size", "seed", "renew", "decoder"}),
              (nodes.IdentityNoiseSearch, (idguide.noise_search, idguide.path_search),
               {"budget", "neighbours", "step", "strength", "parents", "seed"})]
     for node, functions, expected in pairs:
@@ -569,3 +571,69 @@ def test_particle_sampler_resamples_toward_the_best_particle(comfy, nearid, vaes
         run(nodes.IdentityParticleSampler, sampler=base, every=0, temperature=1.0, **options)
     with pytest.raises(TypeError, match="wraps a k-diffusion sampler"):
         run(nodes.IdentityParticleSampler, sampler=object(), every=2, temperature=1.0, **options)
+
+
+def test_guidance_and_particles_decode_through_the_taesd_file_of_comfyuis_previews(comfy, nearid, vaes, batch,
+                                                                                   tmp_path, monkeypatch):
+    """decoder 'taesd': the vae_approx file of the model's latent format (a random TAESD decoder in
+    its published layout here), reading the sampler's latents; absent, a one-line error naming the
+    file and the folder; 'auto' uses it when present and the VAE otherwise."""
+    nodes, _ = comfy
+    import comfy.samplers
+    import comfy.taesd.taesd
+    import folder_paths
+    from safetensors.torch import save_file
+
+    import idguide.nodes.guidance as comfy_side
+
+    folder = tmp_path / "vae_approx"
+    folder.mkdir()
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "vae_approx",
+                        ([str(folder)], folder_paths.folder_names_and_paths["vae_approx"][1]))
+    monkeypatch.delitem(folder_paths.filename_list_cache, "vae_approx", raising=False)
+    patcher, channels, positive, negative = tiny_model("SD15")
+    vae = vaes[channels]
+    latent_format = patcher.get_model_object("latent_format")
+    reference = run(nodes.IdentityReferenceNode, scorer=nearid, images=batch[:1].movedim(1, -1), reference_mode="mean")[0]
+    assert isinstance(comfy_side.decoder_for(vae, 512, "auto", latent_format), comfy_side.ComfyVaeDecoder)
+    generator = torch.Generator().manual_seed(0)  # ComfyUI's layers skip their init: draw the weights here
+    state = {k: torch.randn(v.shape, generator=generator) * (0.05 if v.dim() > 1 else 0.01)
+             for k, v in comfy.taesd.taesd.Decoder(latent_channels=4).state_dict().items()}
+    save_file(state, folder / "taesd_decoder.safetensors")
+    tiny = comfy_side.decoder_for(vae, 512, "auto", latent_format)
+    assert isinstance(tiny, comfy_side.ComfyTinyDecoder) and tiny is comfy_side.decoder_for(vae, 512, "taesd", latent_format)
+    sd3 = tiny_model("SD3")[0]
+    with pytest.raises(FileNotFoundError, match=r"^decoder 'taesd' needs taesd3_decoder\.safetensors \(or \.pth\) in "
+                                                + str(folder)):
+        run(nodes.IdentityGuidance, model=sd3, vae=vaes[16], reference=reference, scale=2.0, start=0.0, end=1.0,
+            every=1, inner_steps=1, decode_size=512, decoder="taesd")
+
+    seen = []
+    original = comfy_side.ComfyTinyDecoder.__call__
+
+    def recording(self, latents):
+        images = original(self, latents)
+        seen.append((tuple(latents.shape), tuple(images.shape)))
+        return images
+
+    monkeypatch.setattr(comfy_side.ComfyTinyDecoder, "__call__", recording)
+    with torch.inference_mode():
+        plain = sample(patcher, channels, positive, negative, "KSampler")
+        patched = run(nodes.IdentityGuidance, model=patcher, vae=vae, reference=reference, scale=3.0, start=0.0,
+                      end=1.0, every=1, inner_steps=1, decode_size=512, recurrence=0, augment=0, decoder="taesd")[0]
+        guided = sample(patched, channels, positive, negative, "KSampler")
+    assert seen and seen[0] == ((1, 4, 8, 8), (1, 3, 64, 64))  # the model's latents in, 8 pixels per latent out
+    assert torch.isfinite(guided).all() and (guided - plain).abs().mean() > 1e-3 * plain.abs().mean()
+
+    seen.clear()
+    noise = torch.randn(2, channels, 8, 8, generator=torch.Generator().manual_seed(3))
+    sigmas = comfy.samplers.calculate_sigmas(patcher.get_model_object("model_sampling"), "normal", 4)
+    guider = comfy.samplers.CFGGuider(patcher)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(2.0)
+    steered = run(nodes.IdentityParticleSampler, sampler=comfy.samplers.sampler_object("euler"), vae=vae,
+                  reference=reference, every=2, start=0.0, end=1.0, temperature=20.0, potential="value",
+                  decode_size=64, seed=0, decoder="taesd")[0]
+    out = guider.sample(noise, torch.zeros_like(noise), steered, sigmas, seed=5, disable_pbar=True)
+    assert steered.sampler_function.resamplings == 1 and seen == [((2, 4, 8, 8), (2, 3, 64, 64))]
+    assert torch.isfinite(out).all()
