@@ -47,6 +47,16 @@ class Scorer(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def set_gradient_checkpointing(self, enabled: bool = True) -> bool:
+        """Let differentiable passes recompute each transformer block in the backward pass instead of
+        keeping its activations: identity guidance then holds about one block's activations, not
+        all of them (scores and gradients are unchanged). Returns whether this scorer supports it
+        (the DINO backbones of ID-Sim and DINO-I do)."""
+        blocks = [m for m in self.modules() if hasattr(m, "checkpointing")]
+        for module in blocks:
+            module.checkpointing = bool(enabled)
+        return bool(blocks)
+
     def embed(self, images: ImageBatch, batch_size: int | None = None) -> Embedding:
         """Embed ``[B,3,H,W]`` RGB in [0, 1] (or a list of differently sized images).
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import WeightsError
 from .weights import read_json, read_safetensors
@@ -197,6 +198,9 @@ class DinoViT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim, eps=cfg.eps)
         self._position_cache: dict = {}
+        # Differentiable passes keep one block's activations, recomputing them in the backward pass
+        # (``Scorer.set_gradient_checkpointing``); inference is unaffected.
+        self.checkpointing = False
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -245,7 +249,10 @@ class DinoViT(nn.Module):
             if self.cfg.registers:
                 x = torch.cat([x[:, :1], self.register_tokens.expand(b, -1, -1), x[:, 1:]], dim=1)
         for block in self.blocks:
-            x = block(x, rope)
+            if self.checkpointing and torch.is_grad_enabled() and x.requires_grad:
+                x = checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x = block(x, rope)
         return self.norm(x) if final_norm else x
 
     def _apply(self, fn, recurse=True):

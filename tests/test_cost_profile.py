@@ -77,3 +77,28 @@ def test_a_bad_profile_is_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read it"):
         Profile.load(path)
+
+
+def test_step_memory_counts_live_bytes_and_prices_the_guided_step():
+    """The tracker counts what is alive (a freed tensor's bytes return), on fake tensors; at SD1.5's
+    architecture (128 px to stay quick) guidance through TAESD keeps less than through the VAE, and the
+    scorer's checkpointed blocks and half precision keep less again."""
+    import step_memory
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def work():
+        a = torch.empty(1024, 1024)  # 4 MiB
+        b = torch.empty(512, 1024)  # 2 MiB, both alive: 6 MiB
+        del a, b
+        torch.empty(256, 1024)  # 1 MiB after the others are gone
+
+    with FakeTensorMode():
+        assert step_memory.transient(work) == 6 * 2**20
+    rows = {name: step_memory.step_memory("sd15", 128, "float16", step_memory.Guided(*settings))
+            for name, settings in {"vae": ("vae", 512, 4), "tiny": ("tiny", 512, 1),
+                                   "lean": ("tiny", 512, 1, "idsim-dinov2-vitl14", "float16", True)}.items()}
+    assert rows["vae"]["unguided"] == rows["tiny"]["unguided"] == rows["lean"]["unguided"]
+    assert rows["vae"]["guidance_transient"] > rows["tiny"]["guidance_transient"] > rows["lean"]["guidance_transient"]
+    assert rows["vae"]["guided"] > rows["tiny"]["guided"] > rows["lean"]["guided"] > rows["lean"]["unguided"]
+    # the UNet's fp16 weights alone: 859.5 M parameters × 2 bytes
+    assert rows["tiny"]["resident"] > 859e6 * 2

@@ -155,3 +155,40 @@ def test_lora_is_merged_and_matters(weights_root, batch, tmp_path):
     # No per-call LoRA modules: the backbone holds plain Linear weights only.
     scorer = idguide.load_scorer("idsim-dinov2-vitb14", weights=cache)
     assert not any("lora" in name for name, _ in scorer.named_parameters())
+
+
+@pytest.mark.parametrize("name", ["idsim-dinov3-vitl16", "idsim-dinov2-vitb14", "dino-i"])
+def test_gradient_checkpointing_keeps_embeddings_and_gradients(name, weights_root, batch):
+    """Guidance's memory lever: the DINO blocks recomputed in the backward pass give the same
+    embedding and the same gradient with respect to the pixels; scorers without it say so."""
+    from conftest import scorer_for
+
+    scorer = scorer_for(name, weights_root)
+
+    def pass_through():
+        images = batch[:2].clone().requires_grad_(True)
+        vector = scorer.embed(images).vector
+        (grad,) = torch.autograd.grad(vector.square().sum() + vector.sum(), images)
+        return vector.detach(), grad
+
+    block = next(m for m in scorer.modules() if hasattr(m, "checkpointing")).blocks[0]
+    calls, forward = [], block.forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    block.forward = counted
+    try:
+        plain = pass_through()
+        once = len(calls)
+        assert scorer.set_gradient_checkpointing(True) is True
+        checkpointed = pass_through()
+    finally:
+        scorer.set_gradient_checkpointing(False)
+        del block.forward
+    assert once == 1 and len(calls) == 1 + 2  # recomputed in the backward pass
+    torch.testing.assert_close(checkpointed[0], plain[0])
+    torch.testing.assert_close(checkpointed[1], plain[1])
+    assert plain[1].abs().sum() > 0
+    assert scorer_for("nearid", weights_root).set_gradient_checkpointing(True) is False
