@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idguide import load_scorer
+from idguide import Augment, load_scorer
 from idguide.drawing import pyplot
 from idguide_proving.costs import BASES, Profile
 from idguide_proving.harness import (COUNTS, DECODERS, SCHEDULERS, Sample, Sampling, best_of, generators,
-                                     guided, particles, path_searched, searched, unguided, use_scheduler)
+                                     guided, guided_best_of, particles, path_searched, searched, unguided, use_scheduler)
 from idguide_proving.judging import Judges, balanced_scenes, frechet_distance, reference_image, task_scenes
 from idguide_proving.pipeline import IdentityWorldPipeline, LatentWorldPipeline
 from idguide_proving.world import (BACKGROUNDS, CATEGORIES, IDENTITIES, NUM_IDENTITIES, SIDES, fresh_renders,
@@ -47,15 +47,15 @@ COLUMNS = ["method", "budget", "scheduler", "samples", "oracle_acc", "acc_se", "
            "guide_gain", "judge_sim", "judge_gain", "judge_share", "fd", "fd_seen", *COUNTS, "seconds"]
 
 
-VARIANTS = {  # the callback's defaults (4 views, recurrence 2) with one defence changed
-    "guidance-no-recurrence": {"recurrence": 0},
-    "guidance-one-view": {"augment": None},
+VARIANTS = {  # the callback's defaults (one view, no recurrence) with one setting changed
+    "guidance+recurrence": {"recurrence": 2},
+    "guidance+views": {"augment": Augment(4)},
     "guidance+decay": {"schedule": "decay"},
 }
 FULL = {"references": 8, "seeds": 8, "max_n": 32, "scales": "0.5,1,2,4", "particles": "2,4,8,16",
-        "schedulers": "ddim,euler,euler-a,ddpm,dpm++,unipc,flow-euler", "one_view_on": "euler,flow-euler"}
+        "schedulers": "ddim,euler,euler-a,ddpm,dpm++,unipc,flow-euler", "views_on": "euler,flow-euler"}
 QUICK = {"references": 4, "seeds": 4, "max_n": 4, "scales": "3", "particles": "2,4", "schedulers": "ddim",
-         "one_view_on": ""}
+         "views_on": ""}
 
 
 def reference_identities(count: int) -> list[int]:
@@ -87,6 +87,9 @@ def run_all(args, pipe, guide) -> list[Sample]:
                 samples += best_of(pipe, guide, ref, seed, on_particles, [n for n in budgets if n <= max(args.particles)])
             samples += [particles(pipe, guide, ref, seed, on_particles, k, decoder=d)
                         for d in args.decoders for k in args.particles]
+            if args.guided_best_of:  # selection on top of guidance, at the first scale, through the default decoder
+                samples += guided_best_of(pipe, guide, ref, seed, default, args.guided_best_of, args.scales[0],
+                                          decoder=args.decoders[0], **window)
             if args.search and args.max_n >= 4:
                 samples += searched(pipe, guide, ref, seed, default, [n for n in budgets if n >= 4])
                 samples += [path_searched(pipe, guide, ref, seed, default, n) for n in budgets if n >= 4]
@@ -94,15 +97,16 @@ def run_all(args, pipe, guide) -> list[Sample]:
             sampling = Sampling(args.steps, args.cfg, name)
             samples += unguided(pipe, guide, ref, seeds, sampling)
             for scale in args.scales:
-                samples += guided(pipe, guide, ref, seeds, sampling, scale, **window)
+                samples += guided(pipe, guide, ref, seeds, sampling, scale, decoder=args.decoders[0], **window)
         for scale in args.scales:  # the defences one at a time against the defaults, on the default scheduler
             for method, change in VARIANTS.items():
-                samples += guided(pipe, guide, ref, seeds, default, scale, method, **change, **window)
-            for decoder in args.decoders[1:]:  # the defaults through another decoder (latent world: the tiny one)
+                samples += guided(pipe, guide, ref, seeds, default, scale, method, decoder=args.decoders[0], **change,
+                                  **window)
+            for decoder in args.decoders[1:]:  # the defaults through another decoder (latent world: the full VAE)
                 samples += guided(pipe, guide, ref, seeds, default, scale, decoder=decoder, **window)
-        for name in args.one_view_on:  # where one plain view lets the guide run ahead of the judge
+        for name in args.views_on:  # where one plain view lets the guide run ahead of the judge
             samples += guided(pipe, guide, ref, seeds, Sampling(args.steps, args.cfg, name), max(args.scales),
-                              "guidance-one-view", **VARIANTS["guidance-one-view"], **window)
+                              "guidance+views", decoder=args.decoders[0], **VARIANTS["guidance+views"], **window)
         print(f"reference {i}/{len(refs)} ({IDENTITIES[ref].name}) done, {time.time() - started:.0f} s",
               file=sys.stderr, flush=True)
     return samples
@@ -315,13 +319,15 @@ def main(argv=None) -> int:
     parser.add_argument("--particles", help="particle-steering budgets k ('' = none; default 2,4,8,16; 2,4 quick)")
     parser.add_argument("--particle-scheduler", help="the sampler of particle steering (default: the first of "
                         "--schedulers); best-of-N runs there too")
+    parser.add_argument("--guided-best-of", default="", help="best-of-n budgets over guided samples (at the first "
+                        "scale, the first decoder), e.g. 1,2,4 ('' = none)")
     parser.add_argument("--decoders", help="latent world: what guidance and particles decode with, first = the "
-                        f"default's (of {', '.join(DECODERS)}; default full,tiny)")
+                        f"default's (of {', '.join(DECODERS)}; default tiny,full)")
     parser.add_argument("--no-search", dest="search", action="store_false", help="skip noise search (zero-order and paths)")
     parser.add_argument("--schedulers", help=f"comma-separated, first = the default; of {', '.join(SCHEDULERS)} "
                         "(default all; ddim quick)")
-    parser.add_argument("--one-view-on", help="schedulers (besides the default) that also get the guidance-one-view "
-                        "row (default euler,flow-euler; none quick)")
+    parser.add_argument("--views-on", help="schedulers (besides the default) that also get the guidance+views row "
+                        "(default euler,flow-euler; none quick)")
     parser.add_argument("--realism-samples", type=int, help="unguided samples per prompt for the realism table "
                         "(default 64 pixel, 8 latent; a third of that with --quick)")
     parser.add_argument("--profile", type=Path, action="append", default=[],
@@ -340,17 +346,18 @@ def main(argv=None) -> int:
     profiles = [Profile.load(p) for p in args.profile]
     latent = args.world == "latent"
     args.cfg = args.cfg if args.cfg is not None else (3.0 if latent else 2.0)
-    args.decoders = (args.decoders or ("full,tiny" if latent else "full")).split(",")
+    args.decoders = (args.decoders or ("tiny,full" if latent else "full")).split(",")
     if not latent and args.decoders != ["full"]:
         parser.error("--decoders: the pixel world has one decoder (its map to [0, 1])")
     if any(d not in DECODERS for d in args.decoders):
         parser.error(f"--decoders: choose from {', '.join(DECODERS)}")
     args.scales = [float(x) for x in str(args.scales).split(",")]
     args.particles = [int(x) for x in str(args.particles).split(",") if x]
+    args.guided_best_of = [int(x) for x in args.guided_best_of.split(",") if x]
     args.schedulers = args.schedulers.split(",")
-    args.one_view_on = [x for x in args.one_view_on.split(",") if x and x != args.schedulers[0]]
+    args.views_on = [x for x in args.views_on.split(",") if x and x != args.schedulers[0]]
     args.particle_scheduler = args.particle_scheduler or args.schedulers[0]
-    for name in args.schedulers + args.one_view_on + [args.particle_scheduler]:
+    for name in args.schedulers + args.views_on + [args.particle_scheduler]:
         if name not in SCHEDULERS:
             parser.error(f"unknown scheduler {name!r}; one of {', '.join(SCHEDULERS)}")
     args.out.mkdir(parents=True, exist_ok=True)

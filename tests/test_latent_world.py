@@ -205,12 +205,15 @@ def test_latent_benchmark_writes_counts_scenes_and_prices(tmp_path):
     out = tmp_path / "bench"
     assert steering_bench.main(["--world", "latent", "--out", str(out), "--references", "2", "--seeds", "1",
                                 "--max-n", "2", "--steps", "3", "--scales", "1", "--schedulers", "ddim",
-                                "--one-view-on", "", "--particles", "2", "--realism-samples", "1", "--no-search",
+                                "--views-on", "", "--particles", "2", "--realism-samples", "1", "--no-search", "--guided-best-of", "1,2",
                                 "--profile", str(profile)]) == 0
     samples = np.load(out / "samples.npz")
     assert set(samples["world"]) == {"latent"}
     assert set(samples["method"]) == {"unguided", "best-of-n", "guidance", "guidance-tiny", "particles",
-                                      "particles-tiny", "guidance-one-view", "guidance+decay", "guidance-no-recurrence"}
+                                      "particles-tiny", "guidance+views", "guidance+decay", "guidance+recurrence",
+                                      "guided-best-of-n-tiny"}
+    guided_best = samples["method"] == "guided-best-of-n-tiny"  # n=1, 2: one and two guided samples' compute
+    assert sorted(set(samples["tiny_dec_grad"][guided_best])) == [2, 4] and (samples["dec_grad"][guided_best] == 0).all()
     tiny = samples["method"] == "guidance-tiny"
     assert (samples["tiny_dec_grad"][tiny] > 0).all() and (samples["dec_grad"][tiny] == 0).all()
     assert (samples["dec_grad"][samples["method"] == "best-of-n"] == 0).all()

@@ -206,25 +206,25 @@ def test_benchmark_writes_every_output(tmp_path):
     out = tmp_path / "bench"
     assert steering_bench.main(["--out", str(out), "--references", "2", "--seeds", "1", "--max-n", "2",
                                 "--steps", "4", "--scales", "0.2", "--schedulers", "ddim,euler", "--realism-samples", "8",
-                                "--particles", "2", "--one-view-on", "euler", "--particle-scheduler", "ddpm"]) == 0
+                                "--particles", "2", "--views-on", "euler", "--particle-scheduler", "ddpm"]) == 0
     for name in ("table.md", "table.csv", "pareto.png", "samples.npz", "references.npz", "grid_unguided.png",
-                 "grid_best-of-n.png", "grid_guidance.png", "grid_particles.png", "grid_guidance-one-view.png"):
+                 "grid_best-of-n.png", "grid_guidance.png", "grid_particles.png", "grid_guidance+views.png"):
         assert (out / name).is_file(), name
     samples = np.load(out / "samples.npz")
     n = len(samples["images"])
     # per reference: best-of 1, 2 on ddim and on ddpm (the particles' sampler); particles k=2; per scheduler:
-    # unguided + one scale; three variants; one view on euler
+    # unguided + one scale; three variants; four views on euler
     assert n == 2 * (2 + 2 + 1 + 2 * 2 + 3 + 1)
     assert set(samples["scheduler"][samples["method"] == "particles"]) == {"ddpm"}
-    assert set(samples["scheduler"][samples["method"] == "guidance-one-view"]) == {"ddim", "euler"}
+    assert set(samples["scheduler"][samples["method"] == "guidance+views"]) == {"ddim", "euler"}
     assert samples["images"].shape == (n, 32, 32, 3) and samples["images"].dtype == np.uint8
     for key in ("reference_identity", "category", "method", "budget", "seed", "world", "seconds", "unet", "dec",
                 "dec_grad", "tiny_dec", "tiny_dec_grad", "enc", "scorer", "scorer_grad", "prompt_background",
                 "prompt_side", "reference_background", "reference_side"):
         assert len(samples[key]) == n, key
     assert set(samples["world"]) == {"pixel"} and set(samples["prompt_side"]) == {-1}
-    assert set(samples["method"]) == {"unguided", "best-of-n", "guidance", "particles", "guidance-one-view",
-                                      "guidance+decay", "guidance-no-recurrence"}
+    assert set(samples["method"]) == {"unguided", "best-of-n", "guidance", "particles", "guidance+views",
+                                      "guidance+decay", "guidance+recurrence"}
     assert sorted(set(samples["unet"][samples["method"] == "best-of-n"])) == [8, 16]
     refs = np.load(out / "references.npz")
     assert list(refs["identity"]) == [0, 11] and refs["images"].shape == (2, 32, 32, 3)

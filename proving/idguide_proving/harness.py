@@ -250,6 +250,23 @@ def best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
     return best_of_prefixes(pipe, result, "best-of-n", reference, seed, sampling, budgets, c.compute(largest))
 
 
+def guided_best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
+                   scale: float, decoder: str = "full", **settings) -> list[Sample]:
+    """Best-of-n over identity-guided samples (the guidance callback in ``best_of_n``'s pipeline
+    arguments), for every n in ``budgets`` from one run of the largest: selection on top of steering."""
+    use_scheduler(pipe, sampling.scheduler)
+    largest = max(budgets)
+    with counting(pipe, scorer) as c:
+        callback = IdentityGuidanceCallback(scorer, reference_of(pipe, reference), scale=scale,
+                                            decoder=decoder_for(pipe, decoder), decode_size=None, **settings)
+        result = best_of_n(pipe, scorer, reference_of(pipe, reference), n=largest, batch_size=largest, keep=largest,
+                           seed=seed * CANDIDATE_SEED, progress=False, callback_on_step_end=callback,
+                           callback_on_step_end_tensor_inputs=callback.tensor_inputs,
+                           **sampling.kwargs(prompts(pipe, reference, [seed])[0]))
+    method = "guided-best-of-n" + ("" if decoder == "full" else f"-{decoder}")
+    return best_of_prefixes(pipe, result, method, reference, seed, sampling, budgets, c.compute(largest))
+
+
 def best_of_prefixes(pipe, result, method: str, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
                      per_candidate: Compute) -> list[Sample]:
     """Budget n keeps the best of the first n samples of a sequential run — what a run with budget n gives."""
