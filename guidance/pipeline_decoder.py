@@ -150,8 +150,11 @@ class PipelineDecoder:
                 raise TypeError(f"decoder='vae': {type(pipeline).__name__} has no .vae; pass a decoder")
             return VaeDecoder(pipeline.vae, self.decode_size, unpack, scale)
         vae = getattr(pipeline, "vae", None)
-        if isinstance(vae, torch.nn.Module) and next(tiny.parameters()).device != next(vae.parameters()).device:
-            tiny.to(next(vae.parameters()).device)
+        if isinstance(vae, torch.nn.Module):
+            weight = next(vae.parameters())
+            # A TAESD we loaded follows the VAE's device and precision (TAESD is fine in float16).
+            dtype = weight.dtype if not isinstance(self.choice, torch.nn.Module) else next(tiny.parameters()).dtype
+            tiny.to(weight.device, dtype)
         config = getattr(tiny, "config", None)  # TAESD upsamples ×2 between its levels: ×8 for the published ones
         blocks = getattr(config, "num_decoder_blocks", (3, 3, 3, 1))
         factor = getattr(config, "upsampling_scaling_factor", 2) ** (len(blocks) - 1)
