@@ -247,7 +247,8 @@ def test_guidance_sweep_tunes_on_its_own_seeds_and_marks_admissible_settings(tmp
                                 "--recurrence", "0,1", "--augment", "0", "--ends", "0.5"]) == 0
     table = (tmp_path / "sweep.md").read_text()
     assert "tuning seeds (101…101)" in table
-    assert "| scale=1 recurrence=0 augment=0 end=0.5 |" in table and "| scale=1 recurrence=1 augment=0 end=0.5 |" in table
+    assert "| scale=1 recurrence=0 augment=0 end=0.5 every=1 |" in table
+    assert "| scale=1 recurrence=1 augment=0 end=0.5 every=1 |" in table
     assert guidance_sweep.main(["--out", str(tmp_path), "--references", "2", "--seeds", "1", "--method", "particles",
                                 "--particles", "2", "--temperatures", "20,50", "--ends", "0.8"]) == 0
     table = (tmp_path / "sweep.md").read_text()
