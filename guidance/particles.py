@@ -48,8 +48,8 @@ class ParticleSteering(PipelineCallback):
     ``every``: resample every k-th step within ``[start, end)`` (fractions of the steps).
     ``temperature`` λ: how strongly scores pick particles (0 = no selection). ``renew``: the
     share of a copy's noise drawn fresh after a resampling (0 = exact copies). ``decoder``:
-    what scores the particles' clean estimates: ``"vae"`` (the pipeline's VAE), ``"tiny"`` (its TAESD) or a
-    path, module or callable (``guidance.pipeline_decoder``). ``seed`` makes resampling repeatable.
+    what scores the particles' clean estimates: ``"auto"`` (default: the family's TAESD when at hand,
+    else the VAE), ``"tiny"``, ``"vae"``, or a path, module or callable (``guidance.pipeline_decoder``). ``seed`` makes resampling repeatable.
     """
 
     tensor_inputs = ["latents"]
