@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import torch
 from torch import nn
@@ -24,7 +25,8 @@ _extra_roots: list[Path] = []
 # How the user gives weights, so an error phrases the fix for the interface in use.
 WEIGHTS_OPTION = {"python": "weights=...", "cli": "--weights DIR", "comfyui": "the weights dropdown"}
 _interface = "python"
-_hub_unreachable: str | None = None  # why the hub could not be reached (checked once per process)
+PROBE_SECONDS = 30.0  # how long a probe's answer is trusted: a blip at start-up must not block downloads until restart
+_probe: tuple[float, str] | None = None  # (when, why the hub was unreachable; "" = reachable)
 
 
 def set_interface(name: str) -> None:
@@ -105,25 +107,37 @@ def resolve_folder(weights: PathLike | None, hub: HubFiles, what: str) -> Path:
 
 
 def hub_reachable() -> str | None:
-    """``None`` when the Hugging Face hub answers, else why not: checked once per process, in a
-    few seconds, so an offline first run says so at once instead of after a minute of retries."""
-    global _hub_unreachable
-    if _hub_unreachable is None:
-        import socket
-        from urllib.parse import urlparse
+    """``None`` when the Hugging Face hub (or the HTTPS proxy in use) answers, else why not — in a
+    few seconds, so an offline first run says so at once instead of after a minute of retries. The
+    answer is remembered for ``PROBE_SECONDS``, then asked again."""
+    global _probe
+    from huggingface_hub import constants
 
-        from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    now = time.monotonic()
+    if _probe is None or now - _probe[0] > PROBE_SECONDS:
+        _probe = (now, _probe_hub(constants.ENDPOINT))
+    return _probe[1] or None
 
-        if constants.HF_HUB_OFFLINE:
-            _hub_unreachable = "HF_HUB_OFFLINE is set"
-        else:
-            url = urlparse(constants.ENDPOINT)
-            try:
-                socket.create_connection((url.hostname, url.port or 443), timeout=3).close()
-                _hub_unreachable = ""
-            except OSError as error:
-                _hub_unreachable = f"{url.hostname} is unreachable: {error.strerror or error}"
-    return _hub_unreachable or None
+
+def _probe_hub(endpoint: str) -> str:
+    """'' if a TCP connection to the hub — or to the proxy that ``HTTPS_PROXY`` names for it — opens."""
+    import socket
+    import urllib.request
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    host, port = url.hostname, url.port or 443
+    proxy = urllib.request.getproxies().get(url.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxied = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxied.hostname, proxied.port or (443 if proxied.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return ""
+    except OSError as error:
+        return f"{host} is unreachable: {error.strerror or error}"
 
 
 def hub_download(hub: HubFiles, what: str) -> Path:
@@ -150,12 +164,6 @@ def hub_download(hub: HubFiles, what: str) -> Path:
                 f"{hub.placement_hint()}"
             ) from None
     return paths[0].parent
-
-
-def require_files(folder: Path, files: Iterable[str], what: str, hint: str) -> None:
-    missing = [f for f in files if not (folder / f).is_file()]
-    if missing:
-        raise WeightsError(f"{what}: {folder} is missing {', '.join(missing)}; {hint}")
 
 
 def read_json(path: Path, hint: str = "") -> dict:

@@ -157,3 +157,43 @@ def test_wrong_scorer_folder(weights_root):
     """A CLIP folder given to NearID: its config.json already says what it is."""
     with pytest.raises(WeightsError, match="clip-vit-large-patch14 holds 'clip' weights .*not Aleksandar/nearid-siglip2's"):
         idguide.load_scorer("nearid", weights=weights_root / "clip-vit-large-patch14")
+
+
+def test_hub_probe_is_asked_again_after_a_while_and_goes_through_the_proxy(monkeypatch):
+    """A failed probe is not remembered for the whole process (a blip at start-up must not block
+    downloads until a restart), and with HTTPS_PROXY set the proxy is what must answer."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from idguide.scorers import weights
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(weights, "_probe", None)
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    clock, dialled, up = [1000.0], [], [False]
+    monkeypatch.setattr(weights.time, "monotonic", lambda: clock[0])
+
+    class Connection:
+        def close(self):
+            pass
+
+    def connect(address, timeout):
+        dialled.append(address)
+        if not up[0]:
+            raise OSError(101, "Network is unreachable")
+        return Connection()
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    assert "unreachable" in weights.hub_reachable()
+    up[0] = True
+    assert "unreachable" in weights.hub_reachable() and len(dialled) == 1  # remembered for a while
+    clock[0] += weights.PROBE_SECONDS + 1
+    assert weights.hub_reachable() is None and len(dialled) == 2  # asked again: the network is back
+    assert dialled[-1][1] == 443
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    clock[0] += weights.PROBE_SECONDS + 1
+    assert weights.hub_reachable() is None and dialled[-1] == ("proxy.example", 3128)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert weights.hub_reachable() == "HF_HUB_OFFLINE is set"
