@@ -55,12 +55,29 @@ def test_score_reuses_embedding_and_broadcasts(weights_root, batch):
         scorer.similarity(scorer.embed(batch[:2]), scorer.embed(batch[1:]))
 
 
-def test_identity_ranks_same_subject_higher_than_noise(weights_root, photos):
-    """A sanity check of direction: an image is most similar to itself."""
+def test_an_image_is_most_similar_to_itself(weights_root, photos):
+    """Direction and plumbing on differently sized photos (random weights: nothing more to expect)."""
     scorer = scorer_for("idsim-dinov2-vitb14", weights_root)
     emb = scorer.embed(list(photos))  # list of differently sized images
     sims = scorer.similarity_matrix(emb, emb)
     assert torch.equal(sims.argmax(dim=1), torch.arange(len(photos)))
+
+
+def test_identity_ranks_the_same_subject_above_other_subjects():
+    """On a scorer trained for identity (the proving ground's guide), through the public interface: a
+    fresh render of an identity, in a context never seen in training, is closest to another fresh render
+    of the same identity — above every other identity, its twin (same category and colours, another
+    pattern density) included."""
+    from idguide_proving.world import IDENTITIES, fresh_renders
+
+    scorer = idguide.load_scorer("proving-guide", device="cpu")
+    identities = [0, 1, 10, 11, 20, 21, 30, 31]  # four pairs of twins
+    assert [IDENTITIES[i].twin for i in identities] == [1, 0, 11, 10, 21, 20, 31, 30]
+    sims = scorer.similarity_matrix(scorer.embed(fresh_renders(identities)),
+                                    scorer.embed(fresh_renders(identities, offset=100)))
+    assert torch.equal(sims.argmax(dim=1), torch.arange(len(identities)))
+    others = sims.clone().fill_diagonal_(-1.0).max(dim=1).values
+    assert (torch.diagonal(sims) - others).min() > 0.3, (torch.diagonal(sims), others)
 
 
 def test_grey_and_rgba_follow_pil_convert(weights_root, batch):
