@@ -35,6 +35,13 @@ SUPPORTED = {
 }
 
 
+# Private diffusers methods the estimators call (their public equivalents do not exist), by scheduler;
+# checked up front so a diffusers that renamed one says so instead of failing mid-sampling.
+PRIVATE = {"DPMSolverMultistepScheduler": ("_sigma_to_alpha_sigma_t", "convert_model_output"),
+           "UniPCMultistepScheduler": ("_sigma_to_alpha_sigma_t", "convert_model_output")}
+TESTED_DIFFUSERS = "0.32 to 0.42"
+
+
 def check_scheduler(scheduler) -> None:
     """Refuse, with a clear error, a scheduler whose clean estimate IDGuide cannot hand back."""
     name = type(scheduler).__name__
@@ -52,6 +59,14 @@ def check_scheduler(scheduler) -> None:
                         f"'sde-dpmsolver++' (it predicts x0); got {scheduler.config.algorithm_type!r}")
     if name == "UniPCMultistepScheduler" and not scheduler.config.predict_x0:
         raise TypeError("identity guidance: UniPCMultistepScheduler needs predict_x0=True")
+    private = PRIVATE.get(name, ()) + ("_init_step_index",) * hasattr(type(scheduler), "_init_step_index")
+    missing = [m for m in private if not callable(getattr(scheduler, m, None))]
+    if missing:
+        import diffusers
+
+        raise RuntimeError(f"identity guidance uses {name}.{', '.join(missing)}, which diffusers {diffusers.__version__} "
+                           f"does not have (private methods, present in diffusers {TESTED_DIFFUSERS}); install a "
+                           "diffusers in that range")
 
 
 @dataclass(frozen=True)

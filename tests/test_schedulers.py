@@ -128,3 +128,22 @@ def test_unsupported_schedulers_are_refused_by_name():
         check_scheduler(DDIMScheduler(**VP, prediction_type="flow_prediction"))
     with pytest.raises(TypeError, match="algorithm_type"):
         check_scheduler(DPMSolverMultistepScheduler(**VP, algorithm_type="dpmsolver", final_sigmas_type="sigma_min"))
+
+
+def test_a_diffusers_without_the_private_methods_used_is_named_up_front():
+    """The estimators call private scheduler methods; a diffusers that renamed one is refused before
+    sampling, naming the method and the installed version (issue 22's version guard)."""
+    import diffusers
+
+    for make in (lambda: DPMSolverMultistepScheduler(**VP), lambda: UniPCMultistepScheduler(**VP),
+                 lambda: EulerDiscreteScheduler(**VP)):
+        check_scheduler(make())  # today's diffusers has them
+    renamed = DPMSolverMultistepScheduler(**VP)
+    renamed._sigma_to_alpha_sigma_t = None  # as if a release had renamed it
+    with pytest.raises(RuntimeError, match=rf"DPMSolverMultistepScheduler\._sigma_to_alpha_sigma_t, which diffusers "
+                                           rf"{diffusers.__version__} does not have.*0\.32 to 0\.42"):
+        check_scheduler(renamed)
+    euler = EulerDiscreteScheduler(**VP)
+    euler._init_step_index = None
+    with pytest.raises(RuntimeError, match="EulerDiscreteScheduler._init_step_index"):
+        check_scheduler(euler)
