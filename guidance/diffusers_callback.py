@@ -20,9 +20,6 @@ pixel-space pipeline's decoder is the map to [0, 1]; the schedulers of
 
 from __future__ import annotations
 
-import os
-import warnings
-
 import torch
 from diffusers import (
     FluxPipeline,
@@ -32,7 +29,7 @@ from diffusers import (
 )
 from diffusers.callbacks import PipelineCallback
 
-from ..scorers import Scorer, checks
+from ..scorers import Scorer
 from ..scorers.base import EmbeddingOrImages
 from .augment import Augment
 from .loss import IdentityLoss, ReferenceMode
@@ -128,21 +125,15 @@ class IdentityGuidanceCallback(PipelineCallback):
         if isinstance(augment, (list, tuple)) and len(augment) == 3:  # the config's form (from_config)
             augment = Augment(augment[0], tuple(augment[1]), augment[2])
         self.settings = GuidanceSettings(scale, start, end, every, inner_steps, clip, augment, schedule, recurrence)
-        checks.decode_size(decode_size)
+        self.decoder = PipelineDecoder(decoder, decode_size)
         self.register_to_config(
             scale=scale, start=start, end=end, every=every, inner_steps=inner_steps, decode_size=decode_size,
             clip=clip, reference_mode=reference_mode, scorer=scorer.name, schedule=schedule, recurrence=recurrence,
             augment=None if augment is None else [augment.draws, list(augment.crop), augment.jitter],
         )
-        if decoder is None:
-            warnings.warn("decoder=None is deprecated: pass decoder='vae' (the pipeline's VAE, None's meaning), "
-                          "'tiny' or 'auto'", DeprecationWarning, stacklevel=2)
-            decoder = "vae"
-        if isinstance(decoder, (str, os.PathLike)):  # an object cannot go in a config: pass it to from_config again
-            self.register_to_config(decoder=str(decoder))
+        if self.decoder.config_value is not None:
+            self.register_to_config(decoder=self.decoder.config_value)
         self.loss = IdentityLoss(scorer, reference, reference_mode)
-        self.decode_size = decode_size
-        self.decoder = PipelineDecoder(decoder, decode_size)
 
     def check(self, pipeline) -> None:
         """Raise ``TypeError`` for a pipeline or scheduler this callback cannot guide."""

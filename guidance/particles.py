@@ -13,8 +13,6 @@ score.
 
 from __future__ import annotations
 
-import os
-
 import torch
 from diffusers.callbacks import PipelineCallback
 
@@ -56,19 +54,16 @@ class ParticleSteering(PipelineCallback):
 
     def __init__(self, scorer: Scorer, reference: EmbeddingOrImages, every: int = 4, start: float = 0.0,
                  end: float = 0.8, temperature: float = 20.0, potential: str = "difference", renew: float = 1.0,
-                 decoder: DecoderChoice = DEFAULT_DECODER, decode_size: int | None = 512, seed: int = 0):
+                 decoder: DecoderChoice | None = DEFAULT_DECODER, decode_size: int | None = 512, seed: int = 0):
         super().__init__()
         check_steering(every, start, end, temperature, potential, renew)
-        checks.decode_size(decode_size)
         checks.integer("seed", seed, 0)
+        self.decoder = PipelineDecoder(decoder, decode_size)
         self.register_to_config(every=every, start=start, end=end, temperature=temperature, potential=potential,
                                 renew=renew, decode_size=decode_size, seed=seed, scorer=scorer.name)
-        if decoder is None:  # 0.1 spelled the pipeline's VAE so
-            decoder = "vae"
-        if isinstance(decoder, (str, os.PathLike)):  # an object cannot go in a config: pass it to from_config again
-            self.register_to_config(decoder=str(decoder))
+        if self.decoder.config_value is not None:
+            self.register_to_config(decoder=self.decoder.config_value)
         self.loss = IdentityLoss(scorer, reference)
-        self.decoder, self.decode_size = PipelineDecoder(decoder, decode_size), decode_size
         self.every, self.start, self.end, self.temperature, self.potential = every, start, end, temperature, potential
         self.renew, self.seed = renew, seed
         self._denoised: tuple | None = None  # (x̂0, signal, noise of the step's result) recorded before a resampling

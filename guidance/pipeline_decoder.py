@@ -110,9 +110,13 @@ class PipelineDecoder:
     Flux's packed latents are unpacked on the grid of its ``img_ids``.
     """
 
-    def __init__(self, decoder: DecoderChoice = "auto", decode_size: int | None = 512):
+    def __init__(self, decoder: DecoderChoice | None = "auto", decode_size: int | None = 512):
         checks.decode_size(decode_size)
-        if decoder is None or not (isinstance(decoder, (str, os.PathLike, torch.nn.Module)) or callable(decoder)):
+        if decoder is None:  # what 0.1 called the pipeline's VAE
+            warnings.warn("decoder=None is deprecated: pass decoder='vae' (the pipeline's VAE, None's meaning), "
+                          "'tiny' or 'auto'", DeprecationWarning, stacklevel=3)
+            decoder = "vae"
+        if not (isinstance(decoder, (str, os.PathLike, torch.nn.Module)) or callable(decoder)):
             raise TypeError(f"decoder must be 'auto', 'tiny', 'vae', a path, an AutoencoderTiny or a callable "
                             f"latents → images, got {type(decoder).__name__}")
         self.choice, self.decode_size = decoder, decode_size
@@ -121,11 +125,10 @@ class PipelineDecoder:
         self._built: tuple[tuple, Decode] | None = None
 
     @property
-    def name(self) -> str:
-        """What the config records: 'tiny', 'vae', the path, or the object's class."""
-        if isinstance(self.choice, (str, os.PathLike)):
-            return str(self.choice)
-        return type(self.choice).__name__
+    def config_value(self) -> str | None:
+        """What a callback's config records: the choice or path; ``None`` for an object (a config
+        cannot hold it: pass it to ``from_config`` again)."""
+        return str(self.choice) if isinstance(self.choice, (str, os.PathLike)) else None
 
     def observe(self, kwargs) -> None:
         if kwargs.get("img_ids") is not None:  # Flux: the packed latents' grid

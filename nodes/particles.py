@@ -41,7 +41,9 @@ class SegmentedSteering:
         extra_args = dict(extra_args or {})
         num_steps = len(sigmas) - 1
         generator = torch.Generator().manual_seed(self.seed)
-        flow = is_flow(model.inner_model.inner_model.model_sampling)
+        base_model = model.inner_model.inner_model  # KSamplerX0Inpaint → guider → BaseModel
+        flow = is_flow(base_model.model_sampling)
+        decode = model_space(self.decoder(base_model.latent_format), base_model)  # once per run
         previous, first = None, 0
         self.resamplings = 0
         for last in boundaries(num_steps, self.every, self.start, self.end):
@@ -57,7 +59,7 @@ class SegmentedSteering:
             x = self.base.sampler_function(model, x, sigmas[first : last + 1], extra_args=args,
                                            callback=segment_callback, disable=disable, **self.base.extra_options)
             if last < num_steps:
-                scores = self.scores(model, seen["denoised"])
+                scores = self.scores(decode, seen["denoised"])
                 index = select(scores, previous, self.temperature, self.potential, generator)
                 previous = scores[index]
                 sigma = float(sigmas[last])
@@ -69,9 +71,8 @@ class SegmentedSteering:
         return x
 
     @torch.no_grad()
-    def scores(self, model, denoised: torch.Tensor) -> torch.Tensor:
-        base_model = model.inner_model.inner_model  # KSamplerX0Inpaint → guider → BaseModel
-        images = model_space(self.decoder(base_model.latent_format), base_model)(denoised)
+    def scores(self, decode, denoised: torch.Tensor) -> torch.Tensor:
+        images = decode(denoised)
         self.reference.handle.load()
         return 1.0 - self.reference(images.float()).float().cpu()
 

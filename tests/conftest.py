@@ -85,3 +85,33 @@ def scorer_for(name, weights_root, **options):
     if key not in _cache:
         _cache[key] = idguide.load_scorer(name, weights=weights_root / FOLDER[name], **options)
     return _cache[key]
+
+
+# Shared by the diffusers guidance and decoder tests: the NearID scorer, the example photo, each test pipeline family.
+@pytest.fixture(scope="module")
+def scorer(weights_root):
+    import idguide
+
+    return idguide.load_scorer("nearid", weights=weights_root / "nearid-siglip2")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    import idguide
+
+    return idguide.load_image(EXAMPLES / "reference.jpg")[None]
+
+
+def _families():
+    try:
+        from pipelines import FAMILIES
+    except ImportError:  # no diffusers: the tests that use this fixture skip themselves
+        return []
+    return list(FAMILIES)
+
+
+@pytest.fixture(scope="module", params=_families())
+def family(request, tmp_path_factory):
+    from pipelines import FAMILIES
+
+    return request.param, FAMILIES[request.param](tmp_path_factory.mktemp(request.param))

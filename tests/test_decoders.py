@@ -7,30 +7,13 @@ import json
 import pytest
 import torch
 from diffusers import AutoencoderTiny
-from pipelines import CALL, FAMILIES, PROMPT
+from pipelines import CALL, PROMPT
 from safetensors.torch import save_file
 
 import idguide
 from idguide.guidance import decode as decode_module
 from idguide.guidance.pipeline_decoder import PipelineDecoder, load_tiny, tiny_family
 from idguide.scorers.errors import WeightsError
-
-from conftest import EXAMPLES
-
-
-@pytest.fixture(scope="module")
-def scorer(weights_root):
-    return idguide.load_scorer("nearid", weights=weights_root / "nearid-siglip2")
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return idguide.load_image(EXAMPLES / "reference.jpg")[None]
-
-
-@pytest.fixture(scope="module", params=list(FAMILIES))
-def family(request, tmp_path_factory):
-    return request.param, FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
 
 
 def random_tiny(latent_channels: int = 4, seed: int = 0) -> AutoencoderTiny:
@@ -83,6 +66,9 @@ def test_tiny_decoder_is_found_by_family_and_refused_clearly(tmp_path, monkeypat
         load_tiny(tmp_path / "other.safetensors")
     with pytest.raises(TypeError, match="decoder must be"):
         PipelineDecoder(decoder=3)
+    with pytest.warns(DeprecationWarning, match="decoder=None is deprecated"):
+        assert PipelineDecoder(decoder=None).choice == "vae"  # 0.1's spelling of the VAE, one release more
+    assert PipelineDecoder("tiny").config_value == "tiny" and PipelineDecoder(random_tiny()).config_value is None
 
 
 def test_each_family_gets_its_own_taesd(family):

@@ -6,30 +6,12 @@ import warnings
 import pytest
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-from pipelines import CALL, FAMILIES, PROMPT
+from pipelines import CALL, PROMPT
 
-import idguide
 from idguide import IdentityGuidanceCallback
-
-from conftest import EXAMPLES
 
 SEEDS = [0, 1, 2, 3]
 GUIDE = dict(scale=2.0, start=0.0, end=1.0, inner_steps=2, decode_size=64)
-
-
-@pytest.fixture(scope="module")
-def scorer(weights_root):
-    return idguide.load_scorer("nearid", weights=weights_root / "nearid-siglip2")
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return idguide.load_image(EXAMPLES / "reference.jpg")[None]
-
-
-@pytest.fixture(scope="module", params=list(FAMILIES))
-def family(request, tmp_path_factory):
-    return request.param, FAMILIES[request.param](tmp_path_factory.mktemp(request.param))
 
 
 def generate(pipe, name, seed, callback=None):
