@@ -18,11 +18,13 @@ from .scorers import (
 
 from .guidance import (
     Augment,
-    BestOfN,
     GuidanceSettings,
     IdentityLoss,
+    Ranked,
+    Sample,
     best_of_n,
     guided_denoised,
+    guided_step,
     noise_search,
     path_search,
 )
@@ -38,21 +40,24 @@ async def comfy_entrypoint():
 
 
 def __getattr__(name):
-    # diffusers is imported only when the callback is asked for (keeps `import idguide` light).
-    if name in ("IdentityGuidanceCallback", "steer_particles"):
-        from . import guidance
+    # diffusers is imported only when a diffusers adapter is asked for (keeps `import idguide` light);
+    # renamed names answer with a DeprecationWarning.
+    from . import guidance
 
+    if name in guidance.LAZY or name in guidance.RENAMED:
         return getattr(guidance, name)
     raise AttributeError(f"module 'idguide' has no attribute {name!r}")
 
 __all__ = [
     "Augment",
-    "BestOfN",
     "Embedding",
     "GuidanceSettings",
     "IdentityGuidanceCallback",
     "IdentityLoss",
     "ImageInputError",
+    "ParticleSteering",
+    "Ranked",
+    "Sample",
     "Scorer",
     "WeightsError",
     "__version__",
@@ -60,6 +65,7 @@ __all__ = [
     "available_scorers",
     "best_of_n",
     "guided_denoised",
+    "guided_step",
     "noise_search",
     "path_search",
     "load_image",

@@ -95,16 +95,16 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start, out
 
-    import idguide.nodes.guidance as node_guidance
+    import idguide.guidance.step as guidance_step  # what the patch calls through guided_step
 
     calls = []
-    step = node_guidance.guided_denoised
+    real = guidance_step.guided_denoised
 
     def counted(*a, **k):  # how many steps the patch really guided
         calls.append(1)
-        return step(*a, **k)
+        return real(*a, **k)
 
-    node_guidance.guided_denoised = counted
+    guidance_step.guided_denoised = counted
     guided_model = IdentityGuidance.execute(patcher, vae, reference, 1.0, 0.0, 0.5, 1, 1, 512).result[0]
     with torch.inference_mode():
         sample(patcher, 0)  # warm-up: loads the model

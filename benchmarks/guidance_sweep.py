@@ -5,7 +5,7 @@ on *tuning* seeds (101…) that the report's tables (seeds 1…) never use.
     python benchmarks/guidance_sweep.py --out /tmp/sweep                      # 16 refs × 4 seeds, ~30 min
     python benchmarks/guidance_sweep.py --out /tmp/sweep --scheduler euler --scales 2 --recurrence 0,1
     python benchmarks/guidance_sweep.py --out /tmp/sweep --method particles --temperatures 20,50 --every 2,4
-    python benchmarks/guidance_sweep.py --out /tmp/sweep --method search --neighbours 2,4,8 --step-sizes 0.25,0.5
+    python benchmarks/guidance_sweep.py --out /tmp/sweep --method search --neighbours 2,4,8 --mixes 0.25,0.5
     python benchmarks/guidance_sweep.py --out /tmp/sweep --method search --neighbours "" --paths 0.5:2,0.3:2
     python benchmarks/guidance_sweep.py --out /tmp/sweep --world latent --decoder tiny --guide-every 1,2 \
         --profile benchmarks/profiles/sd15-512-idsim-dinov2-vitl14.json
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     parser.add_argument("--renew", default="1", help="particles: share of a copy's noise drawn fresh")
     parser.add_argument("--budgets", default="16", help="search: samples per search (best-of-n alongside)")
     parser.add_argument("--neighbours", default="8", help="search: noises drawn around the best per round")
-    parser.add_argument("--step-sizes", default="0.75", help="search: λ, how far a neighbour moves from the best")
+    parser.add_argument("--mixes", "--step-sizes", default="0.75", help="search: λ (mix), how far a neighbour moves from the best")
     parser.add_argument("--paths", default="", help="search over paths: strength:parents, comma-separated")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -132,10 +132,10 @@ def main(argv=None) -> int:
     elif args.method == "search":
         budgets = numbers(args.budgets, int)
         rows += best_of_rows(budgets)
-        for neighbours, step, n in itertools.product(numbers(args.neighbours, int), numbers(args.step_sizes, float),
-                                                     budgets):
-            settings = {"neighbours": neighbours, "step": step}
-            rows.append(summarise(f"zero-order n={n} neighbours={neighbours} step={step:g}", settings,
+        for neighbours, mix, n in itertools.product(numbers(args.neighbours, int), numbers(args.mixes, float),
+                                                    budgets):
+            settings = {"neighbours": neighbours, "mix": mix}
+            rows.append(summarise(f"zero-order n={n} neighbours={neighbours} mix={mix:g}", settings,
                                   lambda ref, n=n, o=settings: [searched(pipe, guide, ref, s, sampling, [n], **o)[0]
                                                                 for s in seeds]))
         for (strength, parents), n in itertools.product(

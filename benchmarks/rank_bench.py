@@ -19,6 +19,7 @@ import torch
 from common import random_idsim, timed
 
 from idguide.scorers.idsim import IMAGE_SIZE
+from idguide.scorers.registry import default_batch_size
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,7 +38,7 @@ def main() -> None:
     reference = torch.rand(1, 3, 512, 512, device=device)
     candidates = torch.rand(args.n, 3, 512, 512, device=device)
     pixels = scorer.preprocess(candidates).to(dtype)
-    bs = args.batch_size or (8 if device.startswith("cuda") else 1)
+    bs = args.batch_size or default_batch_size(device)
 
     def ours():
         ref = scorer.embed(reference)

@@ -35,7 +35,7 @@ import torch
 from idguide import Augment, load_scorer
 from idguide.drawing import pyplot
 from idguide_proving.costs import BASES, Profile
-from idguide_proving.harness import (COUNTS, DECODERS, SCHEDULERS, Sample, Sampling, best_of, generators,
+from idguide_proving.harness import (COUNTS, DECODERS, SCHEDULERS, Trial, Sampling, best_of, generators,
                                      guided, guided_best_of, particles, path_searched, searched, unguided, use_scheduler)
 from idguide_proving.judging import Judges, balanced_scenes, frechet_distance, reference_image, task_scenes
 from idguide_proving.pipeline import IdentityWorldPipeline, LatentWorldPipeline
@@ -70,13 +70,13 @@ def reference_identities(count: int) -> list[int]:
     return out
 
 
-def run_all(args, pipe, guide) -> list[Sample]:
+def run_all(args, pipe, guide) -> list[Trial]:
     refs, seeds = reference_identities(args.references), list(range(1, args.seeds + 1))
     budgets = [2**k for k in range(int(math.log2(args.max_n)) + 1)]
     window = {"end": args.guide_end}
     for name in args.schedulers:  # warm-up, so the first method timed pays no one-off costs
         unguided(pipe, guide, refs[0], [0], Sampling(2, args.cfg, name))
-    samples: list[Sample] = []
+    samples: list[Trial] = []
     started = time.time()
     for i, ref in enumerate(refs, 1):
         default = Sampling(args.steps, args.cfg, args.schedulers[0])
@@ -149,11 +149,11 @@ def generator_report(pipe, judges: Judges, per_prompt: int, sampling: Sampling) 
     return "\n".join(lines)
 
 
-def group_key(s: Sample) -> tuple[str, str, str]:
+def group_key(s: Trial) -> tuple[str, str, str]:
     return s.method, s.budget, s.scheduler
 
 
-def table(samples: list[Sample], judges: Judges, profiles: list[Profile], basis: str, sampling: Sampling) -> list[dict]:
+def table(samples: list[Trial], judges: Judges, profiles: list[Profile], basis: str, sampling: Sampling) -> list[dict]:
     images = torch.stack([s.image for s in samples])
     refs = [s.reference for s in samples]
     scores = judges.score(images, refs)
@@ -244,7 +244,7 @@ def pareto(rows: list[dict], path: Path, default_scheduler: str, costs: list[tup
     plt.close(fig)
 
 
-def grids(samples: list[Sample], rows: list[dict], out: Path, default_scheduler: str) -> None:
+def grids(samples: list[Trial], rows: list[dict], out: Path, default_scheduler: str) -> None:
     """One grid per method, at its most accurate budget: a row per reference (reference first)."""
     from PIL import Image
 
@@ -267,7 +267,7 @@ def grids(samples: list[Sample], rows: list[dict], out: Path, default_scheduler:
         Image.fromarray(canvas).resize((canvas.shape[1] * 3, canvas.shape[0] * 3), Image.NEAREST).save(out / name)
 
 
-def save_samples(samples: list[Sample], out: Path) -> None:
+def save_samples(samples: list[Trial], out: Path) -> None:
     """``samples.npz``: every sample with its task, method, counts per component and scene encodings
     (background 0 flat, 1 gradient, 2 textured; side 0 left, 1 right; -1 not named)."""
     scenes = [s.scenes for s in samples]

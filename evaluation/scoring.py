@@ -26,39 +26,44 @@ from typing import Callable
 import torch
 
 from ..scorers.images import IMAGE_SUFFIXES, load_image
+from ..scorers.ranking import readable
+from ..scorers.errors import ParameterError
 from ..scorers.optional import require
 from .dreambench import PROVENANCE, parse_key
 
 
 def sample_keys(samples: Path) -> dict[str, Path]:
     if not samples.is_dir():
-        raise ValueError(f"--samples: not a folder: {samples}")
+        raise ParameterError("samples", f"not a folder: {samples}")
     found = {}
     for path in sorted(p for p in samples.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         relative = path.relative_to(samples)
         if len(relative.parts) < 2:
-            raise ValueError(f"--samples: {relative} is not inside a subject folder (<subject key>/<i>.png)")
+            raise ParameterError("samples", f"{relative} is not inside a subject folder (<subject key>/<i>.png)")
         key = relative.with_suffix("").as_posix().replace("/", "-")
-        parse_key(key, f"--samples ({relative})")
+        try:
+            parse_key(key, str(relative))
+        except ValueError as error:
+            raise ParameterError("samples", str(error)) from None
         if key in found:
-            raise ValueError(f"--samples: {found[key]} and {path} give the same key {key!r}")
+            raise ParameterError("samples", f"{found[key]} and {path} give the same key {key!r}")
         found[key] = path
     if not found:
-        raise ValueError(f"--samples: no images under {samples}")
+        raise ParameterError("samples", f"no images under {samples}")
     return found
 
 
 def reference_files(references: Path, subjects: set[str]) -> dict[str, Path]:
     if not references.is_dir():
-        raise ValueError(f"--references: not a folder: {references}")
+        raise ParameterError("references", f"not a folder: {references}")
     by_stem = {}
     for path in sorted(references.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             by_stem.setdefault(path.stem, path)
     missing = sorted(subjects - set(by_stem))
     if missing:
-        raise ValueError(f"--references: no reference image for {len(missing)} subject(s), first {missing[0]!r} "
-                         f"(expected {references}/{missing[0]}.jpg or .png)")
+        raise ParameterError("references", f"no reference image for {len(missing)} subject(s), first {missing[0]!r} "
+                                           f"(expected {references}/{missing[0]}.jpg or .png)")
     return {s: by_stem[s] for s in subjects}
 
 
@@ -184,7 +189,7 @@ def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int
                 embedded[subject] = scorer.embed(load_image(layout.references[subject])[None].to(scorer.device))
             images = scorer.embed([load_image(layout.samples[k]).to(scorer.device) for k in keys])
             for i, key in enumerate(keys):
-                value = 100.0 * float(scorer.similarity(embedded[layout.subject[key]], images[i]))
+                value = readable(float(scorer.similarity(embedded[layout.subject[key]], images[i])))
                 log.write(json.dumps([key, round(value, 6)]) + "\n")
             log.flush()
             os.fsync(log.fileno())

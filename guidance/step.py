@@ -17,7 +17,7 @@ a warning and return the input unchanged; scale 0 or a step outside the window n
 
 Self-recurrence (Universal Guidance's k repeats, ``recurrent_denoised``): re-noise the guided
 estimate to the step's own noise level as a deterministic step to the next level followed by
-fresh noise back up would (x_t' = s·x̂0' + σ·(c·ε̂ + √(1-c²)·ξ), c = σ̃_next/σ̃ with σ̃ = σ/s),
+fresh noise back up would (x_t' = s·x̂0' + σ·(c·ε̂ + √(1-c²)·ξ), the carry c = σ̃_next/σ̃ with σ̃ = σ/s),
 let the model denoise that sample, guide again; k times. The model's own denoising pulls the
 guided change back toward images it can make, so what survives is what the model can render.
 Unlike Universal Guidance the sampler then steps from *its* sample with the last estimate (the
@@ -98,7 +98,7 @@ def noise_fraction(signal: float, noise: float) -> float:
     return noise * noise / (signal * signal + noise * noise)
 
 
-def keep_fraction(signal: float, noise: float, next_signal: float, next_noise: float) -> float:
+def noise_carry(signal: float, noise: float, next_signal: float, next_noise: float) -> float:
     """c = σ̃_next/σ̃ (σ̃ = σ/s) from this level to the next: the share of the implied noise a
     deterministic step keeps; 0 at pure noise (s = 0, a flow model's σ = 1)."""
     if min(signal, noise, next_signal) <= 0:
@@ -107,6 +107,39 @@ def keep_fraction(signal: float, noise: float, next_signal: float, next_noise: f
 
 
 VIEW_SEEDS = 1 << 32  # views draw from seeds above this, so they never share a stream with re-noising
+
+
+def guided_step(
+    sample: torch.Tensor,
+    denoised: torch.Tensor,
+    decode: Decode,
+    loss: Loss,
+    settings: GuidanceSettings,
+    index: int,
+    num_steps: int,
+    signal: float,
+    noise: float,
+    carry: float = 0.0,
+    denoise: Denoise | None = None,
+) -> torch.Tensor:
+    """The guided clean estimate of sampler step ``index`` of ``num_steps``: what the diffusers
+    callback and the ComfyUI patch both call, so a setting means the same in both.
+
+    ``sample`` x_t = ``signal``·x0 + ``noise``·ε is the sampler's sample and ``denoised`` the
+    model's x̂0 of it; ``carry`` (``noise_carry`` to the next level) and ``denoise`` (the model
+    at a re-noised sample) serve self-recurrence only. Returns ``denoised`` itself when the
+    step is skipped (non-finite loss, gradient or pixels), so a caller can keep it unguided.
+    """
+    weight = noise_fraction(signal, noise) * settings.multiplier(index, num_steps)
+
+    def guide(estimate: torch.Tensor) -> torch.Tensor:
+        return guided_denoised(estimate, decode, loss, weight, settings, seed=index)
+
+    if not settings.recurrence:
+        return guide(denoised)
+    if denoise is None:
+        raise ValueError("guided_step: recurrence needs denoise (the model at a re-noised sample)")
+    return recurrent_denoised(sample, denoised, denoise, guide, signal, noise, carry, settings.recurrence, index)
 
 
 def guided_denoised(
@@ -150,10 +183,10 @@ def guided_denoised(
                 return denoised
             dims = tuple(range(1, grad.dim()))
             rms = grad.pow(2).mean(dim=dims, keepdim=True).sqrt()
-            step = grad / rms.clamp_min(1e-12)
+            direction = grad / rms.clamp_min(1e-12)
             if settings.clip is not None:
-                step = step.clamp(-settings.clip, settings.clip)
-            x = (x - settings.scale * weight * step).detach()
+                direction = direction.clamp(-settings.clip, settings.clip)
+            x = (x - settings.scale * weight * direction).detach()
     return x.to(denoised.dtype)
 
 
@@ -164,26 +197,26 @@ def recurrent_denoised(
     guide: Callable[[torch.Tensor], torch.Tensor],
     signal: float,
     noise: float,
-    keep: float,
+    carry: float,
     repeats: int,
-    step: int = 0,
+    index: int = 0,
 ) -> torch.Tensor:
     """The guided clean estimate after ``repeats`` rounds of self-recurrence (module docstring).
 
     ``sample`` x_t = signal·x0 + noise·ε is the sampler's sample, ``denoised`` the model's x̂0 of
-    it, ``guide`` one guidance update of an x̂0 (``guided_denoised`` with its settings), ``keep``
-    c = σ̃_next/σ̃ in [0, 1] (``keep_fraction``). The fresh noise of round r of sampler step
-    ``step`` comes from seed ``1000·step + r``: a rerun repeats it, in diffusers and ComfyUI alike.
+    it, ``guide`` one guidance update of an x̂0 (``guided_denoised`` with its settings), ``carry``
+    c = σ̃_next/σ̃ in [0, 1] (``noise_carry``). The fresh noise of round r of sampler step
+    ``index`` comes from seed ``1000·index + r``: a rerun repeats it, in diffusers and ComfyUI alike.
     An update that ``guide`` skips (returns its input) leaves the whole step unguided: ``denoised``.
     """
     guided = guide(denoised)
     if repeats == 0 or noise <= 0 or signal <= 0 or guided is denoised:
         return guided
-    keep = min(max(keep, 0.0), 1.0)
+    carry = min(max(carry, 0.0), 1.0)
     for r in range(repeats):
         implied = (sample.float() - signal * guided.float()) / noise  # the ε a deterministic step would keep
-        fresh = torch.randn(sample.shape, generator=torch.Generator().manual_seed(1000 * step + r)).to(implied.device)
-        sample = (signal * guided.float() + noise * (keep * implied + (1 - keep * keep) ** 0.5 * fresh)).to(sample.dtype)
+        fresh = torch.randn(sample.shape, generator=torch.Generator().manual_seed(1000 * index + r)).to(implied.device)
+        sample = (signal * guided.float() + noise * (carry * implied + (1 - carry * carry) ** 0.5 * fresh)).to(sample.dtype)
         estimate = denoise(sample)
         guided = guide(estimate)
         if guided is estimate:  # a skipped update (non-finite loss, gradient or pixels): the step stays unguided

@@ -1,12 +1,12 @@
-"""Identity Best-of-N Sampler: sample N, decode, score each once, keep the K most faithful."""
+"""Identity Best-of-N Sampler: sample N, decode, score each once, keep the K most faithful (the library's
+best-of-N loop, ``guidance.ranked.best_of_batches``, over KSampler's own sampling)."""
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
+from ..guidance.ranked import best_of_batches
 from ..scorers import checks
-from ..scorers.ranking import rank
 from .sampling import KSampling, graph_inputs, sampler_inputs
 from .score import table
 
@@ -47,20 +47,16 @@ class IdentityBestOfN(io.ComfyNode):
         checks.number("threshold", threshold, 0.0, 100.0)
         run = KSampling(model, positive, negative, latent_image, vae, reference, steps, cfg, sampler_name, scheduler,
                         denoise)
-        bar = comfy.utils.ProgressBar(n)
-        images, scores, seeds = [], [], []
-        for start in range(0, n, batch_size):
-            batch_seeds = list(range(seed + start, seed + min(start + batch_size, n)))
-            decoded, batch_scores = run.score([run.sample(run.noise(s), s) for s in batch_seeds])
-            images.append(decoded)
-            scores += batch_scores
-            seeds += batch_seeds
-            bar.update(len(batch_seeds))
-            if threshold and max(scores) >= threshold:
-                break
-        kept = rank(scores, top_k=keep).kept
-        lines = table(scores, kept).splitlines()
+
+        def generate(seeds: list[int]):
+            decoded, scores = run.score([run.sample(run.noise(s), s) for s in seeds])
+            return decoded, scores  # IMAGE rows [H,W,3]: ranked as they are
+
+        best = best_of_batches(generate, n, batch_size, seed, keep, threshold or None,
+                               comfy.utils.ProgressBar(n).update)
+        kept = [s.index for s in best.samples]
+        lines = table(best.all_scores, kept).splitlines()
         lines[0] += "   seed"
-        lines[1:] = [f"{line}  {seeds[i]:>5}" for line, i in zip(lines[1:], kept)]
-        return io.NodeOutput(torch.cat(images)[kept], [scores[i] for i in kept], [seeds[i] for i in kept],
-                             "\n".join(lines) + f"\n({len(scores)} of {n} sampled)")
+        lines[1:] = [f"{line}  {s.seed:>5}" for line, s in zip(lines[1:], best.samples)]
+        return io.NodeOutput(best.images, best.scores, best.seeds,
+                             "\n".join(lines) + f"\n({best.generated} of {n} sampled)")

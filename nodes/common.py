@@ -6,7 +6,6 @@ Errors are plain, specific exceptions: ComfyUI names the node that raised them."
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import folder_paths
 import torch
@@ -14,6 +13,7 @@ from comfy_api.latest import io
 
 from ..guidance import IdentityLoss
 from ..scorers import Embedding, Scorer, add_search_path, load_scorer
+from ..scorers.checks import inside
 from ..scorers.weights import set_interface
 
 ScorerSocket = io.Custom("ID_SCORER")
@@ -37,24 +37,15 @@ def weight_choices() -> list[str]:
     return [OFFICIAL, *sorted(names)]
 
 
-def inside(root: str, relative: str, what: str) -> Path:
-    """A path inside one of ComfyUI's directories; anything else is refused."""
-    root = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(root, relative))
-    if os.path.commonpath([path, root]) != root:
-        raise ValueError(f"'{what}' {relative!r} is outside {root}")
-    return Path(path)
-
-
 def resolve_weights(choice: str) -> str | None:
     if choice in (OFFICIAL, "", None):
         return None
     if os.path.isabs(choice) or ".." in choice.replace("\\", "/").split("/"):
         raise ValueError(f"weights '{choice}' must be a name inside models/idguide, not a path")
     for root in folder_paths.get_folder_paths("idguide"):
-        candidate = os.path.realpath(os.path.join(root, choice))
-        if os.path.commonpath([candidate, os.path.realpath(root)]) == os.path.realpath(root) and os.path.exists(candidate):
-            return candidate
+        candidate = inside(root, choice, "weights")
+        if candidate.exists():
+            return str(candidate)
     raise FileNotFoundError(f"weights '{choice}' not found in models/idguide ({', '.join(folder_paths.get_folder_paths('idguide'))})")
 
 
@@ -131,12 +122,33 @@ def embed_all(handle: ComfyScorer, pixels: torch.Tensor, batch_size: int = 8, pr
     import comfy.model_management as mm
     import comfy.utils
 
-    scorer = handle.load()
     bar = comfy.utils.ProgressBar(pixels.shape[0]) if progress else None
-    parts = []
-    for start in range(0, pixels.shape[0], batch_size):
-        mm.throw_exception_if_processing_interrupted()
-        parts.append(scorer.embed(pixels[start : start + batch_size].to(scorer.device)))
+
+    def advance(count: int) -> None:
         if bar is not None:
-            bar.update(min(batch_size, pixels.shape[0] - start))
-    return Embedding.cat(parts)
+            bar.update(count)
+        mm.throw_exception_if_processing_interrupted()
+
+    mm.throw_exception_if_processing_interrupted()
+    return handle.load().embed_batches(pixels, batch_size, advance=advance)
+
+
+# Where a sampler is: shared by the patch and the samplers.
+
+def step_position(sigmas, sigma: float) -> int | None:
+    """Index of the current sigma in the sampler's schedule (None when the sampler gives none)."""
+    if sigmas is None or len(sigmas) < 2:
+        return None
+    return int(torch.argmin((sigmas.float().cpu() - sigma).abs()))
+
+
+def is_flow_sampling(model_sampling) -> bool:
+    """A rectified-flow model (SD3, Flux): ComfyUI's CONST sampling."""
+    import comfy.model_sampling
+
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def signal_at(sigma: float, flow: bool) -> float:
+    """s in ComfyUI's x = s·x0 + σ·ε: 1, or 1 − σ for a flow model."""
+    return 1.0 - sigma if flow else 1.0

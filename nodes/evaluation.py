@@ -14,6 +14,7 @@ from ..evaluation import dreambench as db
 from ..evaluation import report
 from ..evaluation.plots import category_bars
 from ..evaluation.scoring import Layout, score_layout
+from ..scorers.registry import default_batch_size
 from .common import ScorerSocket, inside
 
 DatasetSocket = io.Custom("ID_DREAMBENCH")
@@ -77,7 +78,7 @@ class DreamBenchScore(io.ComfyNode):
         bar = comfy.utils.ProgressBar(len(dataset.layout.samples))
         model = scorer.load()
         final = score_layout(model, dataset.layout, out, dataset.method,
-                        batch_size=8 if model.device.type == "cuda" else 1,
+                        batch_size=default_batch_size(model.device),
                         progress=lambda done, total: bar.update_absolute(done, total),
                         check=mm.throw_exception_if_processing_interrupted)
         values = list(db.read_ratings(final).values())

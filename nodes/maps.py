@@ -80,7 +80,7 @@ class IdentitySimilarityMatrix(io.ComfyNode):
         same = images_b is None
         b = a if same else embed_all(scorer, to_bchw(images_b, "images_b"))
         with torch.inference_mode():
-            matrix = 100.0 * scorer.scorer.similarity_matrix(a, b).float().cpu()
+            matrix = readable(scorer.scorer.similarity_matrix(a, b).float().cpu())
         rows = [f"a{i}" for i in range(matrix.shape[0])]
         cols = rows if same else [f"b{j}" for j in range(matrix.shape[1])]
         title = f"{scorer.scorer.name}: 100 × similarity"

@@ -14,8 +14,8 @@ import torch
 from comfy_api.latest import io
 
 from ..guidance.resampling import POTENTIALS, check_steering, renew_copies, resamples_at, select
-from .common import ReferenceSocket
-from .guidance import DECODER_TOOLTIP, DECODERS, decoder_for, is_flow, model_space, signal_at
+from .common import ReferenceSocket, is_flow_sampling, signal_at
+from .decoders import DECODER_TOOLTIP, DECODERS, decoder_for, model_space
 
 
 def boundaries(num_steps: int, every: int, start: float, end: float) -> list[int]:
@@ -25,7 +25,7 @@ def boundaries(num_steps: int, every: int, start: float, end: float) -> list[int
 
 class SegmentedSteering:
     """The sampler function: wraps a KSAMPLER's own function, segment by segment (the diffusers
-    counterpart is ``guidance.particles.ParticleSteering``; both select with ``guidance.resampling``)."""
+    counterpart is ``guidance.diffusers.particles.ParticleSteering``; both select with ``guidance.resampling``)."""
 
     def __init__(self, base, reference, decoder, every: int, start: float, end: float, temperature: float,
                  potential: str, seed: int, renew: float):
@@ -42,7 +42,7 @@ class SegmentedSteering:
         num_steps = len(sigmas) - 1
         generator = torch.Generator().manual_seed(self.seed)
         base_model = model.inner_model.inner_model  # KSamplerX0Inpaint → guider → BaseModel
-        flow = is_flow(base_model.model_sampling)
+        flow = is_flow_sampling(base_model.model_sampling)
         decode = model_space(self.decoder(base_model.latent_format), base_model)  # once per run
         previous, first = None, 0
         self.resamplings = 0

@@ -36,7 +36,7 @@ class IdentityNoiseSearch(io.ComfyNode):
                 *sampler_inputs(),
                 io.Int.Input("neighbours", default=8, min=1, max=64, optional=True,
                              tooltip="zero-order: samples per round"),
-                io.Float.Input("step", default=0.75, min=0.01, max=1.0, step=0.01, optional=True,
+                io.Float.Input("mix", default=0.75, min=0.01, max=1.0, step=0.01, optional=True,
                                tooltip="zero-order: how far a neighbour's noise is from the best (1 = fresh noise)"),
                 io.Float.Input("strength", default=0.5, min=0.05, max=1.0, step=0.05, optional=True,
                                tooltip="paths: how far back toward noise a branch re-noises (a fraction of denoise)"),
@@ -52,7 +52,7 @@ class IdentityNoiseSearch(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent_image, vae, reference, seed, method, budget, keep, threshold,
-                steps, cfg, sampler_name, scheduler, denoise=1.0, neighbours=8, step=0.75, strength=0.5,
+                steps, cfg, sampler_name, scheduler, denoise=1.0, neighbours=8, mix=0.75, strength=0.5,
                 parents=2) -> io.NodeOutput:
         import comfy.utils
 
@@ -90,7 +90,7 @@ class IdentityNoiseSearch(io.ComfyNode):
 
         stop = (lambda best: best >= threshold) if threshold else None
         if method == "zero-order":
-            scores = zero_order(evaluate, draw, budget, neighbours, step, stop)
+            scores = zero_order(evaluate, draw, budget, neighbours, mix, stop)
         else:
             scores = paths(lambda count, index: evaluate(draw(count, index), index), branch, budget, None, parents,
                            strength, stop)

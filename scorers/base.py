@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Union
+from typing import Callable, Sequence, TypeVar, Union
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,9 @@ from .images import ImageBatch, as_batch
 from .preprocess import Preprocess
 
 EmbeddingOrImages = Union[Embedding, ImageBatch]
+
+
+Item = TypeVar("Item")
 
 
 class Scorer(nn.Module):
@@ -77,6 +80,24 @@ class Scorer(nn.Module):
             patches = None if patches is None else patches.clone()
             return Embedding(embedding.vector.clone(), patches, embedding.grid, self.tag)
         return Embedding(embedding.vector, patches, embedding.grid, self.tag)
+
+    def embed_batches(self, items: Sequence[Item], batch_size: int, load: Callable[[Item], torch.Tensor] | None = None,
+                      advance: Callable[[int], None] | None = None) -> Embedding:
+        """Embed many images ``batch_size`` at a time, each loaded (``load(item)`` → ``[3,H,W]``,
+        e.g. from a file) only when its batch comes; ``advance(count)`` after each batch reports
+        progress (and may raise to cancel). The one loop the CLI and the nodes embed with."""
+        from . import checks
+
+        checks.integer("batch_size", batch_size)
+        parts = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            parts.append(self.embed([(item if load is None else load(item)).to(self.device) for item in chunk]))
+            if advance is not None:
+                advance(len(chunk))
+        if not parts:
+            raise ImageInputError(f"{self.name}: no images to embed")
+        return Embedding.cat(parts)
 
     def encode_patches(self, pixels: torch.Tensor) -> torch.Tensor:
         """Model input → patch tokens ``[B, N, D]`` in the scorer's own feature space."""

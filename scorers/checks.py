@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 
 
 def integer(name: str, value, low: int = 1) -> int:
@@ -40,3 +42,24 @@ def decode_size(value) -> None:
     """``None`` (full size) or at least 16 pixels."""
     if value is not None:
         integer("decode_size", value, 16)
+
+
+def renamed(kwargs: dict, old: str, new: str, where: str):
+    """Pop a keyword renamed in 0.2 (kept for one release with a ``DeprecationWarning``); ``None`` if absent."""
+    if old not in kwargs:
+        return None
+    import warnings
+
+    warnings.warn(f"{where}: '{old}=' is renamed '{new}=' (the old name goes in the next release)",
+                  DeprecationWarning, stacklevel=3)
+    return kwargs.pop(old)
+
+
+def inside(root, relative, what: str):
+    """``root/relative`` (links resolved) when it stays inside ``root``; a name that leads out
+    (``..``, an absolute path, a link) is refused naming ``what``."""
+    root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root, relative))
+    if os.path.commonpath([path, root]) != root:
+        raise ValueError(f"'{what}' {str(relative)!r} is outside {root}")
+    return Path(path)

@@ -11,7 +11,7 @@ OnEmpty = Literal["keep_best", "error"]
 
 
 def readable(similarity: float) -> float:
-    """Scores for people: ``100 × similarity`` (DreamBench++'s convention for cosine metrics;
+    """Scores for people (a float or a tensor): ``100 × similarity`` (DreamBench++'s convention for cosine metrics;
     for ID-Sim ``100 × (1 - distance)``). 100 = identical; higher = same identity more likely."""
     return 100.0 * similarity
 

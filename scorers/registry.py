@@ -140,6 +140,12 @@ def resolve_name(name: str) -> str:
     return key
 
 
+def default_batch_size(device: Union[str, torch.device]) -> int:
+    """Images per forward pass when the user gives none: 8 on a GPU, 1 on the CPU (where a
+    batch buys nothing and costs memory)."""
+    return 8 if torch.device(device).type == "cuda" else 1
+
+
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
     """The device asked for, checked to exist on this machine (default: CUDA when available)."""
     if device is None:

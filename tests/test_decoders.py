@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 import idguide
 from idguide.guidance import decode as decode_module
-from idguide.guidance.pipeline_decoder import PipelineDecoder, load_tiny, tiny_family
+from idguide.guidance.diffusers.decoder import PipelineDecoder, load_tiny, tiny_family
 from idguide.scorers.errors import WeightsError
 
 

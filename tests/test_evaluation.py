@@ -3,16 +3,12 @@ resumable dreambench-score, and the score-file protocols."""
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from idguide.cli import main
@@ -30,6 +26,32 @@ def ratings():
         pytest.skip(f"the published DreamBench++ ratings are not at {SHARED} (../shared beside the repository)")
     group1, group2 = db.find_groups(SHARED)
     return SHARED, db.read_folder(group1, "-cp"), db.read_folder(group2, "-cp")
+
+
+SUBJECTS = {"object": ["00_motorcycle", "07_basketball_shoe", "12_teapot"], "live_subject_animal": ["01_stork", "03_cat"],
+            "live_subject_human": ["00_woman", "02_man"], "style": ["00_ukiyoe", "01_pixel_art"]}
+IMAGES = 4
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """DreamBench++-layout human ratings made up here (every method, category and key form of the
+    published ones, fewer subjects): the reconciliation logic runs without the published data."""
+    root = tmp_path_factory.mktemp("ratings")
+    rng = np.random.default_rng(7)
+    groups = {}
+    for group in ("group1", "group2"):
+        folder = root / "data_human_rating" / "merged_data" / group
+        folder.mkdir(parents=True)
+        groups[group] = {}
+    for method in db.METHODS:
+        truth = {f"{c}_{s}-{i}": float(rng.integers(0, 5)) for c, subjects in SUBJECTS.items() for s in subjects
+                 for i in range(IMAGES)}
+        for group in groups:
+            ratings = {k: float(np.clip(v + rng.integers(-1, 2), 0, 4)) for k, v in truth.items()}
+            (root / "data_human_rating" / "merged_data" / group / f"{method}-cp.json").write_text(json.dumps(ratings))
+    group1, group2 = db.find_groups(root)
+    return root, db.read_folder(group1, "-cp"), db.read_folder(group2, "-cp")
 
 
 def write_metric(folder: Path, group1, group2, noise: float, seed: int, suffix: str = "", rename=None, drop=None):
@@ -69,8 +91,8 @@ def test_human_human_ceiling_on_objects_is_the_published_0648(ratings, capsys):
     assert db.human_alignment(group1, group2, {}, "object").mean(db.HUMAN) == pytest.approx(0.648, abs=5e-4)
 
 
-def test_metric_alignment_reconciles_suffixes_and_renames_and_writes_reports(ratings, tmp_path, capsys):
-    root, group1, group2 = ratings
+def test_metric_alignment_reconciles_suffixes_and_renames_and_writes_reports(synthetic, tmp_path, capsys):
+    root, group1, group2 = synthetic
     plain, noisy = tmp_path / "plain", tmp_path / "noisy"
     write_metric(plain, group1, group2, noise=5, seed=0)
     rename = ("object_00_motorcycle", "object_00_motorbike")
@@ -88,10 +110,12 @@ def test_metric_alignment_reconciles_suffixes_and_renames_and_writes_reports(rat
         assert [float(v) for v in line.split(",")[1:]] == pytest.approx([*per_method, mean], abs=5e-5)
     assert "subject 'motorcycle' is called 'motorbike' there" in captured.err
     assert f"dropped {'textual_inversion_sd'}/{dropped}: no metric score" in captured.err
-    # The ID-Sim protocol: 110 animal + object subjects, 7 methods × 9 images, minus the 7 null scores.
+    # The ID-Sim protocol: the animal + object subjects, 7 methods × their images, minus the 7 null scores.
     pooled = (out / "idsim_protocol.csv").read_text().splitlines()
     row = dict(zip(pooled[0].split(","), pooled[2].split(",")))
-    assert row["metric"] == "noisy" and row["subjects"] == "110" and row["pairs"] == str(110 * 9 * 7 - 7)
+    subjects = len(SUBJECTS["object"]) + len(SUBJECTS["live_subject_animal"])
+    assert row["metric"] == "noisy" and row["subjects"] == str(subjects)
+    assert row["pairs"] == str(subjects * IMAGES * 7 - 7)
     scores, human, _, _ = db.pool(group1, group2, db.read_folder(noisy, allow_missing=True), db.IDSIM_CATEGORIES)
     from scipy.stats import kendalltau, spearmanr
 
@@ -103,8 +127,8 @@ def test_metric_alignment_reconciles_suffixes_and_renames_and_writes_reports(rat
     assert Image.open(out / "alignment_by_category.png").size[0] > 400
 
 
-def test_a_key_that_does_not_match_is_an_error_naming_it(ratings, tmp_path, capsys):
-    root, group1, group2 = ratings
+def test_a_key_that_does_not_match_is_an_error_naming_it(synthetic, tmp_path, capsys):
+    root, group1, group2 = synthetic
     metric = tmp_path / "bad"
     write_metric(metric, group1, group2, noise=5, seed=0)
     data = json.loads((metric / "emu2.json").read_text())
@@ -115,8 +139,8 @@ def test_a_key_that_does_not_match_is_an_error_naming_it(ratings, tmp_path, caps
     assert "emu2: bad and group1 differ: first divergent key object_07_basketball_shoe-3 (only in group1)" in err
 
 
-def test_align_rejects_unparseable_keys_and_missing_methods(ratings):
-    _, group1, group2 = ratings
+def test_align_rejects_unparseable_keys_and_missing_methods(synthetic):
+    _, group1, group2 = synthetic
     with pytest.raises(ValueError, match="is not <category>_<NN>_<subject>-<i>"):
         db.align({"a": {"object_00_backpack-0": 1.0}, "b": {"backpack-0": 1.0}})
     with pytest.raises(ValueError, match=r"a: two keys for \('object', 0, 0\)"):  # in any file, the first too
@@ -179,33 +203,41 @@ def test_dreambench_score_writes_the_published_convention(tmp_path, weights_root
     assert json.loads((out / "mymethod.json").read_text()) == data  # untouched
 
 
-def test_killed_and_rerun_it_resumes_and_matches_an_uninterrupted_run(tmp_path, weights_root):
+def test_stopped_dead_and_rerun_it_resumes_and_matches_an_uninterrupted_run(tmp_path, weights_root, capsys):
+    """Stopped before its 7th batch by a hook (no timing), with a last line cut mid-write as a kill
+    can leave it: no final file; the rerun resumes from the 6 whole lines and gives the uninterrupted
+    result."""
+    import idguide
+    from idguide.evaluation.scoring import Layout, score_layout
+
     make_layout(tmp_path, subjects=4, per_subject=8)
     weights = weights_root / "nearid-siglip2"
-    whole = tmp_path / "whole"
-    subprocess.run(score_command(tmp_path, weights, whole), check=True, capture_output=True)
+    whole, out = tmp_path / "whole", tmp_path / "killed"
+    assert main(score_command(tmp_path, weights, whole)[3:]) == 0
 
-    out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(score_command(tmp_path, weights, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env, start_new_session=True)
+    class Killed(BaseException):  # like SIGKILL: nothing in the scorer may catch it
+        pass
+
+    batches = iter(range(1000))
+
+    def check() -> None:
+        if next(batches) == 6:
+            raise Killed
+
+    scorer = idguide.load_scorer("nearid", weights=weights, device="cpu")
+    layout = Layout(tmp_path / "samples" / "mymethod", tmp_path / "references")
+    with pytest.raises(Killed):
+        score_layout(scorer, layout, out, "mymethod", 1, None, None, check)
     partial = out / "mymethod.partial-0.jsonl"
-
-    def scored() -> int:  # score lines (the first line records what produces them)
-        return sum(line.startswith("[") for line in partial.read_text().splitlines()) if partial.exists() else 0
-
-    deadline = time.time() + 120
-    while time.time() < deadline and scored() < 6:
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    done = scored()
-    assert 6 <= done < 32, f"the kill came at {done} of 32 images"
+    lines = partial.read_text().splitlines()
+    assert sum(line.startswith("[") for line in lines) == 6
     assert not (out / "mymethod.json").exists()  # no final file before the end, never a truncated one
+    with open(partial, "a") as f:
+        f.write(lines[-1][: len(lines[-1]) // 2])  # half a line, no newline
 
-    rerun = subprocess.run(score_command(tmp_path, weights, out), check=True, capture_output=True, text=True)
-    assert f"resuming: {done} of 32 images already scored" in rerun.stderr or \
-        f"resuming: {done - 1} of 32" in rerun.stderr  # a line cut by the kill is recomputed
+    capsys.readouterr()
+    assert main(score_command(tmp_path, weights, out)[3:]) == 0
+    assert "resuming: 6 of 32 images already scored" in capsys.readouterr().err
     resumed, expected = json.loads((out / "mymethod.json").read_text()), json.loads((whole / "mymethod.json").read_text())
     assert resumed.keys() == expected.keys()
     assert list(resumed.values()) == pytest.approx(list(expected.values()), abs=1e-4)

@@ -127,7 +127,7 @@ def test_config_describes_the_callback(scorer, reference):
 def test_callbacks_rebuilt_from_their_config_equal_the_originals(scorer, reference):
     """Every setting is in the config (ParticleSteering's renew was not), and from_config reads it back."""
     from idguide.guidance.augment import Augment
-    from idguide.guidance.particles import ParticleSteering
+    from idguide.guidance.diffusers.particles import ParticleSteering
 
     built = [IdentityGuidanceCallback(scorer, reference, scale=1.5, every=2, recurrence=0, schedule="decay",
                                       augment=Augment(3, (0.6, 0.9), 0.1), decode_size=256),
@@ -247,7 +247,7 @@ def test_non_finite_pixels_skip_the_step(tmp_path, scorer, reference):
 def test_self_recurrence_replays_each_familys_denoiser(family, scorer, reference, monkeypatch):
     """The replayed call gives back exactly the model output the scheduler got (checked at every
     guided step), costs one more denoiser call per guided step and repeat, and still guides."""
-    import idguide.guidance.diffusers_callback as side
+    import idguide.guidance.diffusers.callback as side
 
     name, pipe = family
     checked = []
@@ -284,7 +284,7 @@ def test_self_recurrence_replays_each_familys_denoiser(family, scorer, reference
 def test_self_recurrence_refuses_what_it_cannot_replay(tmp_path, scorer, reference):
     from pipelines import sd15
 
-    from idguide.guidance.replay import ReplayError
+    from idguide.guidance.diffusers.replay import ReplayError
 
     pipe = sd15(tmp_path)
     cb = IdentityGuidanceCallback(scorer, reference, recurrence=1, **GUIDE)
@@ -311,10 +311,10 @@ def test_self_recurrence_core_rule():
 
     x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0)) * (1 + sigma**2) ** 0.5 * on + \
         sigma * torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(1)) * (1 - on)
-    same = recurrent_denoised(x, denoise(x), denoise, lambda d: d, 1.0, sigma, keep=1.0, repeats=3)
+    same = recurrent_denoised(x, denoise(x), denoise, lambda d: d, 1.0, sigma, carry=1.0, repeats=3)
     torch.testing.assert_close(same, denoise(x))  # nothing guided, all noise kept: nothing changes
     push = 0.1 * torch.ones(1, 2, 4, 4)  # a guidance change, half of it where the model cannot follow
-    results = [recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, keep=0.9, repeats=k, step=5)
+    results = [recurrent_denoised(x, denoise(x), denoise, lambda d: d + push, 1.0, sigma, carry=0.9, repeats=k, index=5)
                for k in (0, 1, 3)]
     change = [(r - denoise(x)) for r in results]
     off = [float(c[:, 1].mean()) for c in change]

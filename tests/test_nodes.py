@@ -162,8 +162,8 @@ def test_nodes_default_to_the_library_settings(comfy):
     """One meaning per setting: a workflow and a script with the defaults run the same steering."""
     import inspect
 
-    from idguide.guidance.diffusers_callback import IdentityGuidanceCallback
-    from idguide.guidance.particles import ParticleSteering
+    from idguide.guidance.diffusers.callback import IdentityGuidanceCallback
+    from idguide.guidance.diffusers.particles import ParticleSteering
 
     nodes, _ = comfy
 
@@ -189,7 +189,7 @@ def test_nodes_default_to_the_library_settings(comfy):
              (nodes.IdentityParticleSampler, (ParticleSteering,),
               {"every", "start", "end", "temperature", "potential", "decode_size", "seed", "renew", "decoder"}),
              (nodes.IdentityNoiseSearch, (idguide.noise_search, idguide.path_search),
-              {"budget", "neighbours", "step", "strength", "parents", "seed"})]
+              {"budget", "neighbours", "mix", "strength", "parents", "seed"})]
     for node, functions, expected in pairs:
         ours, library = node_defaults(node), library_defaults(*functions)
         assert ours.keys() & library.keys() == expected, node.__name__
@@ -399,8 +399,8 @@ def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nea
     import comfy.samplers
     from diffusers import EulerDiscreteScheduler
 
-    import idguide.guidance.diffusers_callback as diffusers_side
-    import idguide.nodes.guidance as comfy_side
+    import idguide.guidance.step as both_sides
+    import idguide.nodes.decoders as comfy_decoders
     from idguide import IdentityGuidanceCallback
 
     patcher, channels, positive, negative = tiny_model("SD15")
@@ -429,14 +429,14 @@ def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nea
     steps = 8
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "normal", steps)
     noise = torch.randn(1, channels, 8, 8, generator=torch.Generator().manual_seed(3))
-    monkeypatch.setattr(comfy_side, "guided_denoised", recording("comfyui"))
+    monkeypatch.setattr(both_sides, "guided_denoised", recording("comfyui"))  # what guided_step calls
     with torch.inference_mode():
         patched = run(nodes.IdentityGuidance, model=model, vae=vae, reference=reference, decode_size=512, **settings)[0]
         comfy.sample.sample(patched, noise, steps, 1.0, "euler", "normal", positive, negative,
                             torch.zeros_like(noise), seed=3, disable_pbar=True)
 
-    monkeypatch.setattr(diffusers_side, "guided_denoised", recording("diffusers"))
-    decoder = comfy_side.decoder_for(vae, 512)
+    monkeypatch.setattr(both_sides, "guided_denoised", recording("diffusers"))
+    decoder = comfy_decoders.decoder_for(vae, 512)
     callback = IdentityGuidanceCallback(reference.handle.load(), reference.reference, decoder=lambda x: decoder(
         patcher.model.process_latent_out(x)), decode_size=None, **settings)
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -584,7 +584,7 @@ def test_guidance_and_particles_decode_through_the_taesd_file_of_comfyuis_previe
     import folder_paths
     from safetensors.torch import save_file
 
-    import idguide.nodes.guidance as comfy_side
+    import idguide.nodes.decoders as comfy_side
 
     folder = tmp_path / "vae_approx"
     folder.mkdir()

@@ -293,7 +293,7 @@ def test_copies_of_a_resampled_particle_part_ways():
 def test_resampling_reorders_a_multistep_samplers_history():
     from diffusers import DPMSolverMultistepScheduler
 
-    from idguide.guidance.particles import resample_state
+    from idguide.guidance.diffusers.particles import resample_state
 
     scheduler = DPMSolverMultistepScheduler()
     scheduler.set_timesteps(5)

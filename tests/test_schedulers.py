@@ -13,7 +13,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from idguide.guidance.schedulers import check_scheduler, step_view
+from idguide.guidance.diffusers.schedulers import check_scheduler, step_view
 
 VP = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 SCHEDULERS = {

@@ -84,7 +84,7 @@ def test_bad_search_settings_are_refused(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(budget=4, neighbours=0), "neighbours must be"), (dict(budget=4, step=1.5), "step must be"),
+    (dict(budget=4, neighbours=0), "neighbours must be"), (dict(budget=4, mix=1.5), "mix must be"),
     (dict(budget=True), "budget must be an integer"),
 ])
 def test_bad_zero_order_settings_are_refused(kwargs, message):

@@ -20,9 +20,9 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
                        EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler)
 
 from idguide.guidance import VaeDecoder, best_of_n
-from idguide.guidance.diffusers_callback import IdentityGuidanceCallback
-from idguide.guidance.particles import steer_particles
-from idguide.guidance.search import noise_search, path_search
+from idguide.guidance.diffusers.callback import IdentityGuidanceCallback
+from idguide.guidance.generate.particles import steer_particles
+from idguide.guidance.generate.search import noise_search, path_search
 from idguide.scorers.base import Scorer
 from .judging import reference_image, task_prompt, task_scenes
 from .pipeline import SAMPLING_SCHEDULE, LatentWorldPipeline
@@ -92,7 +92,9 @@ class Compute:
 
 
 @dataclass
-class Sample:
+class Trial:
+    """One image a method generated on the proving ground, with what made it and its cost (the
+    world knows its identity; idguide's ``Sample`` is a ranked result's entry)."""
     image: torch.Tensor  # [3,H,W] in [0, 1]
     reference: int
     seed: int
@@ -211,18 +213,18 @@ class counting:
         return self.counter.compute(samples, self.seconds)
 
 
-def unguided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], sampling: Sampling) -> list[Sample]:
+def unguided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], sampling: Sampling) -> list[Trial]:
     use_scheduler(pipe, sampling.scheduler)
     with counting(pipe, scorer) as c:
         images = pipe(generator=generators([s * CANDIDATE_SEED for s in seeds]), output_type="pt",
                       **sampling.kwargs(prompts(pipe, reference, seeds))).images
     budget = f"steps={sampling.steps} {sampling.scheduler}"
-    return [Sample(img, reference, s, "unguided", budget, sampling.scheduler, world_of(pipe), c.compute(len(seeds)))
+    return [Trial(img, reference, s, "unguided", budget, sampling.scheduler, world_of(pipe), c.compute(len(seeds)))
             for img, s in zip(images, seeds)]
 
 
 def guided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], sampling: Sampling, scale: float,
-           method: str | None = None, decoder: str = "full", **settings) -> list[Sample]:
+           method: str | None = None, decoder: str = "full", **settings) -> list[Trial]:
     """Identity guidance (``IdentityGuidanceCallback``) toward the reference image, decoding with
     ``decoder`` ("full" or "tiny"); ``settings`` go to the callback (``end``, ``augment``, ``recurrence``, …).
     The method is named ``guidance`` (``guidance-tiny`` with the tiny decoder) unless ``method`` says."""
@@ -235,12 +237,12 @@ def guided(pipe, scorer: Scorer, reference: int, seeds: Sequence[int], sampling:
                       **sampling.kwargs(prompts(pipe, reference, seeds))).images
     method = method or ("guidance" if decoder == "full" else "guidance-tiny")
     budget = f"scale={scale:g} {sampling.scheduler}"
-    return [Sample(img, reference, s, method, budget, sampling.scheduler, world_of(pipe), c.compute(len(seeds)))
+    return [Trial(img, reference, s, method, budget, sampling.scheduler, world_of(pipe), c.compute(len(seeds)))
             for img, s in zip(images, seeds)]
 
 
 def best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
-            budgets: Sequence[int]) -> list[Sample]:
+            budgets: Sequence[int]) -> list[Trial]:
     """Best-of-n for every n in ``budgets`` from one ``best_of_n`` run of the largest n."""
     use_scheduler(pipe, sampling.scheduler)
     largest = max(budgets)
@@ -251,7 +253,7 @@ def best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling,
 
 
 def guided_best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
-                   scale: float, decoder: str = "full", **settings) -> list[Sample]:
+                   scale: float, decoder: str = "full", **settings) -> list[Trial]:
     """Best-of-n over identity-guided samples (the guidance callback in ``best_of_n``'s pipeline
     arguments), for every n in ``budgets`` from one run of the largest: selection on top of steering."""
     use_scheduler(pipe, sampling.scheduler)
@@ -268,15 +270,15 @@ def guided_best_of(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sa
 
 
 def best_of_prefixes(pipe, result, method: str, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
-                     per_candidate: Compute) -> list[Sample]:
+                     per_candidate: Compute) -> list[Trial]:
     """Budget n keeps the best of the first n samples of a sequential run — what a run with budget n gives."""
     by_index = sorted(result.samples, key=lambda s: s.index)
-    return [Sample(max(by_index[:n], key=lambda s: s.score).image, reference, seed, method, f"n={n}",
+    return [Trial(max(by_index[:n], key=lambda s: s.score).image, reference, seed, method, f"n={n}",
                    sampling.scheduler, world_of(pipe), per_candidate.scaled(n)) for n in budgets]
 
 
 def particles(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, k: int, decoder: str = "full",
-              **options) -> Sample:
+              **options) -> Trial:
     """Particle steering (``steer_particles``) with k particles scored through ``decoder``; the best
     final particle is the sample (method ``particles``, or ``particles-tiny``)."""
     use_scheduler(pipe, sampling.scheduler)
@@ -285,12 +287,12 @@ def particles(pipe, scorer: Scorer, reference: int, seed: int, sampling: Samplin
                                  decoder=decoder_for(pipe, decoder), decode_size=None,
                                  **sampling.kwargs(prompts(pipe, reference, [seed])[0]), **options)
     method = "particles" if decoder == "full" else "particles-tiny"
-    return Sample(result.samples[0].image, reference, seed, method, f"k={k}", sampling.scheduler, world_of(pipe),
+    return Trial(result.samples[0].image, reference, seed, method, f"k={k}", sampling.scheduler, world_of(pipe),
                   c.compute(1))
 
 
 def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, budgets: Sequence[int],
-             **options) -> list[Sample]:
+             **options) -> list[Trial]:
     """Zero-order noise search (``noise_search``, its defaults unless ``options`` say otherwise);
     budget n keeps the best of its first n samples (exactly what a run with budget n gives)."""
     use_scheduler(pipe, sampling.scheduler)
@@ -303,12 +305,12 @@ def searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling
 
 
 def path_searched(pipe, scorer: Scorer, reference: int, seed: int, sampling: Sampling, budget: int,
-                  **options) -> Sample:
+                  **options) -> Trial:
     """Search over paths (``path_search``, its defaults unless ``options`` say otherwise) with
     ``budget`` full samples' worth of denoising."""
     use_scheduler(pipe, sampling.scheduler)
     with counting(pipe, scorer) as c:
         result = path_search(pipe, scorer, reference_of(pipe, reference), budget=budget, seed=seed * CANDIDATE_SEED,
                              **sampling.kwargs(prompts(pipe, reference, [seed])[0]), **options)
-    return Sample(result.samples[0].image, reference, seed, "path-search", f"n={budget}", sampling.scheduler,
+    return Trial(result.samples[0].image, reference, seed, "path-search", f"n={budget}", sampling.scheduler,
                   world_of(pipe), c.compute(1))

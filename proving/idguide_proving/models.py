@@ -27,6 +27,8 @@ from idguide.scorers.base import Scorer
 from idguide.scorers.embedding import Embedding
 from idguide.scorers.errors import WeightsError
 from idguide.scorers.preprocess import HALF, Preprocess
+from idguide.scorers.weights import load_state as load_weights
+
 from .world import BACKGROUNDS, NUM_CATEGORIES, NUM_IDENTITIES, SIDES, SIZE
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
@@ -154,17 +156,13 @@ def read_metadata(kind: str, weights=None) -> dict[str, str]:
 
 
 def load_state(module: nn.Module, kind: str, weights=None) -> nn.Module:
+    """``module`` with the proving ground's ``kind`` weights (IDGuide's loader: a mismatch names the key)."""
     path = weights_file(kind, weights)
     try:
         state = load_file(str(path))
     except Exception as error:  # safetensors raises several types for a broken file
         raise WeightsError(f"proving ground {kind}: cannot read {path}: {error}") from None
-    state = {k: v.float() for k, v in state.items()}
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if "\n" in str(error) else str(error)
-        raise WeightsError(f"proving ground {kind}: {path} does not fit {type(module).__name__}: {first}") from None
+    load_weights(module, {k: v.float() for k, v in state.items()}, path, f"(proving ground {kind})")
     return module.eval()
 
 

@@ -23,6 +23,8 @@ from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNe
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from idguide.guidance.diffusers.schedulers import is_flow_scheduler
+
 from .world import CATEGORIES, NUM_CATEGORIES, SIZE
 
 Category = Union[int, str]
@@ -47,10 +49,6 @@ def category_index(category: Category) -> int:
             return CATEGORIES.index(text)
     raise ValueError(f"unknown category {category!r}; use an index in [0, {NUM_CATEGORIES}) or one of: "
                      + ", ".join(CATEGORIES))
-
-
-def is_flow(scheduler) -> bool:
-    return type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
 
 
 def flow_sigmas(steps: int) -> list[float]:
@@ -146,7 +144,7 @@ class WorldPipeline(DiffusionPipeline):
         raise NotImplementedError
 
     def denoiser(self, latents: torch.Tensor, timestep, labels: torch.Tensor) -> torch.Tensor:
-        flow = {"flow": True} if is_flow(self.scheduler) else {}
+        flow = {"flow": True} if is_flow_scheduler(self.scheduler) else {}
         return self.unet(latents, timestep, class_labels=labels, **flow).sample
 
     def _image_latents(self, image: torch.Tensor, batch: int) -> torch.Tensor:
@@ -196,7 +194,7 @@ class WorldPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        flow = is_flow(self.scheduler)
+        flow = is_flow_scheduler(self.scheduler)
         if flow:
             self.scheduler.set_timesteps(sigmas=flow_sigmas(num_inference_steps), device=self.device)
         else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from collections import defaultdict
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arguments import add_scorer_options, batch_size, positive_int, scorer_from_args
+from ..evaluation import dreambench as db
+from ..evaluation import report, stats
+from ..evaluation.scorefiles import labels, numbers, read_csv, retrieval_matrix
 from ..scorers.registry import resolve_device, resolve_name
-from . import dreambench as db
-from . import report, stats
+from .arguments import add_scorer_options, batch_size, positive_int, scorer_from_args
 
 
 def add_parser(sub) -> None:
@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--category", default="all", choices=[*db.CATEGORIES, "all"],
                    help="one category, or all: each category and every image together (default)")
     p.add_argument("--out", type=Path, help="write CSV, Markdown and plots here")
+    p.set_defaults(func=run_dreambench)
 
     p = protocols.add_parser("dreambench-score", help="score DreamBench++-layout samples into rating files")
     add_scorer_options(p)
@@ -36,155 +37,68 @@ def add_parser(sub) -> None:
     p.add_argument("--references", type=Path, required=True, help="one image per subject, named by its key")
     p.add_argument("--method", help="rating file name (default: the samples folder's name)")
     p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=run_dreambench_score, flags={"samples": "--samples", "references": "--references"})
 
     p = protocols.add_parser("verification", help="AP and ROC-AUC of same/different pairs (Subjects2k, PetFace)")
     p.add_argument("scores", type=Path, help="CSV with columns label (1 same, 0 different) and score")
+    p.set_defaults(func=run_verification)
 
     p = protocols.add_parser("retrieval", help="mAP, ROC-AUC and nDCG (PODS, DeepFashion2, AerialCattle)")
     p.add_argument("scores", type=Path, help="CSV with columns query, query_id, gallery, gallery_id, score")
     p.add_argument("--k", type=positive_int, help="nDCG@k (default: the whole gallery)")
+    p.set_defaults(func=run_retrieval)
 
     p = protocols.add_parser("triplets", help="triplet accuracy (CUTE; per split when a split column exists)")
     p.add_argument("scores", type=Path, help="CSV with columns positive, negative [, split]")
+    p.set_defaults(func=run_triplets)
 
     p = protocols.add_parser("ssr-pa", help="NearID's SSR and PA")
     p.add_argument("scores", type=Path, help="CSV with columns sample, positive, negative (one row per trial)")
+    p.set_defaults(func=run_ssr_pa)
 
 
-EXTRA = "\0extra"  # where csv puts the values of a row longer than the header
+def run_verification(args: argparse.Namespace) -> int:
+    rows = read_csv(args.scores, ["label", "score"])
+    same, scores = labels(rows, args.scores), numbers(rows, "score", args.scores)
+    return show([["pairs", str(len(rows))], ["AP", f"{stats.average_precision(same, scores):.4f}"],
+                 ["ROC-AUC", f"{stats.roc_auc(same, scores):.4f}"]])
 
 
-def read_csv(path: Path, columns: list[str]) -> list[dict]:
-    """Rows of a score CSV, each checked to be complete; errors name the file, row and column."""
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; expected a CSV file with columns {', '.join(columns)}")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a BOM is not part of the header
-            reader = csv.DictReader(f, restkey=EXTRA)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except FileNotFoundError:
-        raise ValueError(f"score file not found: {path}") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except csv.Error as error:
-        raise ValueError(f"{path}: not a readable CSV ({error})") from None
-    if len(set(header)) != len(header):
-        raise ValueError(f"{path}: the header repeats a column ({', '.join(header)})")
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(header) or 'no header'})")
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    for number, row in enumerate(rows, 2):
-        if EXTRA in row:
-            raise ValueError(f"{path}, row {number}: {len(header) + len(row[EXTRA])} values for "
-                             f"{len(header)} columns")
-        if any(row[c] is None for c in header):
-            given = sum(row[c] is not None for c in header)
-            raise ValueError(f"{path}, row {number}: {given} values for {len(header)} columns")
-    return rows
-
-
-def numbers(rows: list[dict], column: str, path: Path) -> np.ndarray:
-    values = []
-    for number, row in enumerate(rows, 2):
-        text = row[column].strip()
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{path}, row {number}, column {column!r}: {text!r} is not a number") from None
-        if not np.isfinite(value):
-            raise ValueError(f"{path}, row {number}, column {column!r}: {text!r} is not a finite number")
-        values.append(value)
-    return np.array(values)
-
-
-def labels(rows: list[dict], path: Path) -> np.ndarray:
-    for number, row in enumerate(rows, 2):
-        if row["label"].strip() not in ("0", "1"):
-            raise ValueError(f"{path}, row {number}, column 'label': {row['label']!r} is not 0 (different) or "
-                             "1 (same)")
-    return np.array([int(r["label"]) for r in rows])
-
-
-def unique_ids(rows: list[dict], item: str, column: str, path: Path) -> dict[str, str]:
-    """item name → its instance id; one item with two ids is an error naming both rows."""
-    ids, first = {}, {}
-    for number, row in enumerate(rows, 2):
-        name, value = row[item], row[column]
-        if name in ids and ids[name] != value:
-            raise ValueError(f"{path}: {item} {name!r} has {column} {ids[name]!r} in row {first[name]} and "
-                             f"{value!r} in row {number}")
-        ids.setdefault(name, value)
-        first.setdefault(name, number)
-    return ids
-
-
-def retrieval_matrix(rows: list[dict], path: Path) -> tuple[np.ndarray, list[str], list[str], list[str], list[str]]:
-    scores = numbers(rows, "score", path)
-    query_ids, gallery_ids = unique_ids(rows, "query", "query_id", path), unique_ids(rows, "gallery", "gallery_id", path)
-    queries, gallery = list(query_ids), list(gallery_ids)
-    qi, gi = {q: i for i, q in enumerate(queries)}, {g: i for i, g in enumerate(gallery)}
-    matrix = np.full((len(queries), len(gallery)), np.nan)
-    seen = {}
-    for number, (row, score) in enumerate(zip(rows, scores), 2):
-        pair = (row["query"], row["gallery"])
-        if pair in seen:
-            raise ValueError(f"{path}: query {pair[0]!r} and gallery {pair[1]!r} are scored twice "
-                             f"(rows {seen[pair]} and {number})")
-        seen[pair] = number
-        matrix[qi[pair[0]], gi[pair[1]]] = score
-    if np.isnan(matrix).any():
-        q, g = np.argwhere(np.isnan(matrix))[0]
-        raise ValueError(f"{path}: no score for query {queries[q]!r} and gallery {gallery[g]!r} "
-                         f"({int(np.isnan(matrix).sum())} pairs missing)")
-    instances = set(gallery_ids.values())
-    lonely = [q for q in queries if query_ids[q] not in instances]
-    if lonely:
-        raise ValueError(f"{path}: {len(lonely)} queries have no gallery item of their instance, first "
-                         f"{lonely[0]!r} (query_id {query_ids[lonely[0]]!r})")
-    return matrix, queries, gallery, [query_ids[q] for q in queries], [gallery_ids[g] for g in gallery]
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.protocol == "dreambench":
-        return run_dreambench(args)
-    if args.protocol == "dreambench-score":
-        return run_dreambench_score(args)
-    if args.protocol == "verification":
-        rows = read_csv(args.scores, ["label", "score"])
-        same, scores = labels(rows, args.scores), numbers(rows, "score", args.scores)
-        table = [["pairs", str(len(rows))], ["AP", f"{stats.average_precision(same, scores):.4f}"],
-                 ["ROC-AUC", f"{stats.roc_auc(same, scores):.4f}"]]
-    elif args.protocol == "retrieval":
-        rows = read_csv(args.scores, ["query", "query_id", "gallery", "gallery_id", "score"])
-        matrix, queries, gallery, q_ids, g_ids = retrieval_matrix(rows, args.scores)
-        table = [["queries", str(len(queries))], ["gallery", str(len(gallery))],
+def run_retrieval(args: argparse.Namespace) -> int:
+    rows = read_csv(args.scores, ["query", "query_id", "gallery", "gallery_id", "score"])
+    matrix, queries, gallery, q_ids, g_ids = retrieval_matrix(rows, args.scores)
+    return show([["queries", str(len(queries))], ["gallery", str(len(gallery))],
                  ["mAP", f"{stats.retrieval_map(matrix, q_ids, g_ids):.4f}"],
                  ["ROC-AUC", f"{stats.retrieval_auc(matrix, q_ids, g_ids):.4f}"],
-                 [f"nDCG@{args.k}" if args.k else "nDCG", f"{stats.ndcg(matrix, q_ids, g_ids, args.k):.4f}"]]
-    elif args.protocol == "triplets":
-        rows = read_csv(args.scores, ["positive", "negative"])
-        splits = defaultdict(list)
-        for r in rows:
-            splits[r.get("split") or "all"].append(r)
-        table = [[f"accuracy ({name}, {len(part)} triplets)",
+                 [f"nDCG@{args.k}" if args.k else "nDCG", f"{stats.ndcg(matrix, q_ids, g_ids, args.k):.4f}"]])
+
+
+def run_triplets(args: argparse.Namespace) -> int:
+    rows = read_csv(args.scores, ["positive", "negative"])
+    splits = defaultdict(list)
+    for r in rows:
+        splits[r.get("split") or "all"].append(r)
+    return show([[f"accuracy ({name}, {len(part)} triplets)",
                   f"{stats.triplet_accuracy(numbers(part, 'positive', args.scores), numbers(part, 'negative', args.scores)):.4f}"]
-                 for name, part in sorted(splits.items())]
-    else:
-        rows = read_csv(args.scores, ["sample", "positive", "negative"])
-        positive, negative = numbers(rows, "positive", args.scores), numbers(rows, "negative", args.scores)
-        trials = defaultdict(list)
-        for r, p, n in zip(rows, positive, negative):
-            trials[r["sample"]].append((p, n))
-        counts = {len(t) for t in trials.values()}
-        if len(counts) != 1:
-            raise ValueError(f"{args.scores}: samples have different numbers of trials ({sorted(counts)})")
-        pairs = np.array(list(trials.values()))  # [samples, trials, 2]
-        ssr, pa = stats.ssr_pa(pairs[..., 0], pairs[..., 1])
-        table = [["samples", str(len(trials))], ["trials per sample", str(counts.pop())],
-                 ["SSR", f"{100 * ssr:.2f}"], ["PA", f"{100 * pa:.2f}"]]
+                 for name, part in sorted(splits.items())])
+
+
+def run_ssr_pa(args: argparse.Namespace) -> int:
+    rows = read_csv(args.scores, ["sample", "positive", "negative"])
+    positive, negative = numbers(rows, "positive", args.scores), numbers(rows, "negative", args.scores)
+    trials = defaultdict(list)
+    for r, p, n in zip(rows, positive, negative):
+        trials[r["sample"]].append((p, n))
+    counts = {len(t) for t in trials.values()}
+    if len(counts) != 1:
+        raise ValueError(f"{args.scores}: samples have different numbers of trials ({sorted(counts)})")
+    pairs = np.array(list(trials.values()))  # [samples, trials, 2]
+    ssr, pa = stats.ssr_pa(pairs[..., 0], pairs[..., 1])
+    return show([["samples", str(len(trials))], ["trials per sample", str(counts.pop())],
+                 ["SSR", f"{100 * ssr:.2f}"], ["PA", f"{100 * pa:.2f}"]])
+
+
+def show(table: list[list[str]]) -> int:
     print(report.text_table(["measure", "value"], table))
     return 0
 
@@ -206,7 +120,7 @@ def run_dreambench_score(args: argparse.Namespace) -> int:
     """Checks the folders, --out and the device before loading weights; shards under ``accelerate launch``."""
     from tqdm.auto import tqdm
 
-    from .scoring import Layout, process_state, score_layout
+    from ..evaluation.scoring import Layout, process_state, score_layout
 
     layout = Layout(args.samples, args.references)
     writable_folder(args.out)
@@ -260,7 +174,7 @@ def run_dreambench(args: argparse.Namespace) -> int:
 
 
 def write_outputs(out: Path, results, pooled, metrics, group1, group2, notes) -> None:
-    from .plots import category_bars, scatter
+    from ..evaluation.plots import category_bars, scatter
 
     out.mkdir(parents=True, exist_ok=True)
     markdown = ["# DreamBench++ metric-vs-human alignment", ""]

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .step import keep_fraction, noise_fraction
+from ..step import noise_carry, noise_fraction
 
 SUPPORTED = {
     # name: prediction types it accepts here
@@ -40,6 +40,11 @@ SUPPORTED = {
 PRIVATE = {"DPMSolverMultistepScheduler": ("_sigma_to_alpha_sigma_t", "convert_model_output"),
            "UniPCMultistepScheduler": ("_sigma_to_alpha_sigma_t", "convert_model_output")}
 TESTED_DIFFUSERS = "0.32 to 0.42"
+
+
+def is_flow_scheduler(scheduler) -> bool:
+    """A rectified-flow scheduler (x_t = (1-σ)·x0 + σ·ε), as SD3 and Flux sample with."""
+    return type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
 
 
 def check_scheduler(scheduler) -> None:
@@ -76,7 +81,7 @@ class StepView:
     limit: float | None = None  # the range the scheduler clips x̂0 to (DDIM, DDPM clip_sample)
     signal: float = 1.0  # s_t, for x_t = s·x0 + σ·ε
     noise: float = 0.0  # σ_t
-    keep: float = 0.0  # σ̃_next/σ̃ (keep_fraction)
+    carry: float = 0.0  # σ̃_next/σ̃ (noise_carry)
     x0_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (model output, sample) → x̂0
 
     @property
@@ -116,7 +121,7 @@ def estimator(scheduler, timestep) -> tuple[Callable[[torch.Tensor, torch.Tensor
     if name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler"):
         alpha, sigma = scheduler._sigma_to_alpha_sigma_t(scheduler.sigmas[_index(scheduler, timestep)])
         return (lambda out, x: scheduler.convert_model_output(out, sample=x).float()), float(alpha), float(sigma)
-    if name == "FlowMatchEulerDiscreteScheduler":
+    if is_flow_scheduler(scheduler):
         sigma = float(scheduler.sigmas[_index(scheduler, timestep)])
         return (lambda out, x: x.float() - sigma * out.float()), 1.0 - sigma, sigma
     prediction = scheduler.config.prediction_type
@@ -142,7 +147,7 @@ def next_levels(scheduler, timestep) -> tuple[float, float]:
     if name in ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler"):
         alpha, sigma = scheduler._sigma_to_alpha_sigma_t(scheduler.sigmas[_index(scheduler, timestep) + 1])
         return float(alpha), float(sigma)
-    if name == "FlowMatchEulerDiscreteScheduler":
+    if is_flow_scheduler(scheduler):
         sigma = float(scheduler.sigmas[_index(scheduler, timestep) + 1])
         return 1.0 - sigma, sigma
     if name in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler"):
@@ -160,5 +165,5 @@ def step_view(scheduler, model_output: torch.Tensor, timestep, sample: torch.Ten
     if not math.isfinite(gain) or abs(gain) < 1e-12:
         gain = float("nan")
     limit = float(scheduler.config.clip_sample_range) if getattr(scheduler.config, "clip_sample", False) else None
-    keep = keep_fraction(signal, noise, *next_levels(scheduler, timestep))
-    return StepView(denoised, gain, limit, signal, noise, keep, x0_of)
+    carry = noise_carry(signal, noise, *next_levels(scheduler, timestep))
+    return StepView(denoised, gain, limit, signal, noise, carry, x0_of)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from .scorers import Scorer, load_scorer
+from ..scorers import Scorer, load_scorer
+from ..scorers.registry import default_batch_size
 
 
 def positive_int(text: str) -> int:
@@ -58,4 +59,4 @@ def scorer_from_args(args: argparse.Namespace, device: str | None = None) -> Sco
 
 
 def batch_size(args: argparse.Namespace, scorer: Scorer) -> int:
-    return args.batch_size or (8 if scorer.device.type == "cuda" else 1)
+    return args.batch_size or default_batch_size(scorer.device)
