@@ -29,7 +29,7 @@ from .guidance import (
     path_search,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 async def comfy_entrypoint():

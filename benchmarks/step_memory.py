@@ -13,7 +13,7 @@ scorer's forward on the views and the backward pass to the latents.
 
     python benchmarks/step_memory.py --family sd15 --size 512 --decoder vae --views 4     # 0.1's defaults
     python benchmarks/step_memory.py --family sdxl --size 1024 --decoder tiny --views 1
-    python benchmarks/step_memory.py --table benchmarks/results/step_memory.md           # the shipped table
+    python benchmarks/step_memory.py --table benchmarks/results/guided_step_peak_memory.md           # the shipped table
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The shipped UI workflows in the real ComfyUI frontend, in headless Chromium.
 
-Skipped without $IDGUIDE_COMFYUI, Playwright (Python) or /usr/bin/chromium. With
-IDGUIDE_WRITE_WORKFLOWS=1 it (re)writes each UI workflow from its API twin through the
-frontend's own converter (``app.loadApiJson`` + ``graph.serialize``).
+Skipped without $IDGUIDE_COMFYUI, Playwright (Python) or /usr/bin/chromium. Screenshots go to a
+temporary folder; ``IDGUIDE_REFRESH_SCREENSHOTS=1`` writes them over ``workflows/screenshots/``
+(the command is in docs/development.md). With IDGUIDE_WRITE_WORKFLOWS=1 it (re)writes each UI
+workflow from its API twin through the frontend's own converter (``app.loadApiJson`` +
+``graph.serialize``). It waits for conditions (the graph holds the nodes, a frame was drawn),
+never for a time.
 """
 
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import checkpoints
@@ -59,20 +61,28 @@ def page(tmp_path_factory):
     server.stop()
 
 
+NODES_LOADED = "n => window.app.graph._nodes.length === n"
+FRAME_DRAWN = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_ui_workflow_loads_without_missing_nodes_or_rejected_values(page, name):
+def test_ui_workflow_loads_without_missing_nodes_or_rejected_values(page, name, tmp_path):
     ui_path = WORKFLOWS / f"{name}.json"
     if os.environ.get("IDGUIDE_WRITE_WORKFLOWS") or not ui_path.exists():
         api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
         page.evaluate("async ([w, n]) => { await window.app.loadApiJson(w, n); }", [api, name])
-        time.sleep(1)
+        try:
+            page.wait_for_function(NODES_LOADED, arg=len(api), timeout=30000)
+        except Exception:  # say what the graph holds instead
+            held = page.evaluate("() => window.app.graph._nodes.map(n => n.type)")
+            raise AssertionError(f"{name}: the graph holds {len(held)} nodes, not {len(api)}: {held}") from None
         ui = page.evaluate("() => JSON.parse(JSON.stringify(window.app.graph.serialize()))")
         for node in ui["nodes"]:  # shipped seeds stay put: the same workflow gives the same images
             node["widgets_values"] = ["fixed" if v == "randomize" else v for v in node.get("widgets_values", [])]
         ui_path.write_text(json.dumps(ui, indent=1) + "\n")
     workflow = json.loads(ui_path.read_text())
     page.evaluate("async (w) => { await window.app.loadGraphData(w); }", workflow)
-    time.sleep(1)
+    page.wait_for_function(NODES_LOADED, arg=len(workflow["nodes"]), timeout=30000)
     result = page.evaluate(CHECK)
     assert result["count"] == len(workflow["nodes"]) > 0
     assert result["missing"] == [], result
@@ -83,6 +93,8 @@ def test_ui_workflow_loads_without_missing_nodes_or_rejected_values(page, name):
     page.keyboard.press(".")  # fit the view to the graph
     page.evaluate("() => { const ds = window.app.canvas.ds; ds.scale = Math.max(ds.scale, 0.75); "
                   "window.app.canvas.setDirty(true, true); }")
-    time.sleep(0.5)
-    (WORKFLOWS / "screenshots").mkdir(exist_ok=True)
-    page.screenshot(path=str(WORKFLOWS / "screenshots" / f"{name}.png"))
+    page.evaluate(FRAME_DRAWN)
+    folder = WORKFLOWS / "screenshots" if os.environ.get("IDGUIDE_REFRESH_SCREENSHOTS") else tmp_path
+    folder.mkdir(exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))
+    assert (folder / f"{name}.png").stat().st_size > 10_000  # a drawn canvas, not a blank page

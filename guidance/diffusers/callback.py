@@ -56,7 +56,7 @@ class IdentityGuidanceCallback(PipelineCallback):
     the latent proving ground's tuning seeds at equal cost as real models price it
     (``benchmarks/profiles``: one guided sample ≈ 2 unguided ones at SD1.5 512 px, 1.2 at SDXL
     1024 px); recurrence and augmented views cost more than they gain there, and best-of-n over
-    guided samples is the way to spend more (``benchmarks/results/latent_world_steering.md``).
+    guided samples is the way to spend more (``benchmarks/results/latent_guided_best_of_n.md``).
 
     ``IdentityGuidanceCallback.from_config(cb.config, scorer=..., reference=...)`` rebuilds a
     callback with the same settings (the config keeps ``augment`` as ``[draws, [crop min, max], jitter]``).
