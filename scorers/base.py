@@ -71,8 +71,8 @@ class Scorer(nn.Module):
         need_grad = torch.is_grad_enabled() and any(c.requires_grad for c in chunks)
         with nullcontext() if need_grad else torch.inference_mode():
             pixels = torch.cat([self.preprocess(c.float()) for c in chunks]).to(self.dtype)
-            step = batch_size or pixels.shape[0]
-            parts = [self.encode(pixels[i : i + step]) for i in range(0, pixels.shape[0], step)]
+            size = batch_size or pixels.shape[0]
+            parts = [self.encode(pixels[i : i + size]) for i in range(0, pixels.shape[0], size)]
             embedding = parts[0] if len(parts) == 1 else Embedding.cat(parts)
         patches = embedding.patches
         if not need_grad and not torch.is_inference_mode_enabled():
