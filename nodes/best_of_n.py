@@ -50,7 +50,7 @@ class IdentityBestOfN(io.ComfyNode):
 
         def generate(seeds: list[int]):
             decoded, scores = run.score([run.sample(run.noise(s), s) for s in seeds])
-            return decoded, scores  # IMAGE rows [H,W,3]: ranked as they are
+            return decoded.movedim(-1, 1), scores  # IMAGE [b,H,W,3] → [b,3,H,W], as every Ranked holds images
 
         best = best_of_batches(generate, n, batch_size, seed, keep, threshold or None,
                                comfy.utils.ProgressBar(n).update)
@@ -58,5 +58,5 @@ class IdentityBestOfN(io.ComfyNode):
         lines = table(best.all_scores, kept).splitlines()
         lines[0] += "   seed"
         lines[1:] = [f"{line}  {s.seed:>5}" for line, s in zip(lines[1:], best.samples)]
-        return io.NodeOutput(best.images, best.scores, best.seeds,
+        return io.NodeOutput(best.images.movedim(1, -1), best.scores, best.seeds,
                              "\n".join(lines) + f"\n({best.generated} of {n} sampled)")

@@ -420,3 +420,20 @@ def test_parent_of_the_scorer_folder_is_accepted(weights_root, batch):
     torch.testing.assert_close(via_parent.embed(batch).vector, direct.embed(batch).vector)
     with pytest.raises(idguide.WeightsError, match="looked there and in .*clip-vit-large-patch14"):
         idguide.load_scorer("clip-i", weights=Path(weights_root) / "id_sim_checkpoint", device="cpu")
+
+
+def test_library_errors_name_library_parameters_and_the_cli_its_flags(tmp_path, capsys):
+    from idguide.evaluation.scoring import Layout
+    from idguide.scorers.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"^samples: not a folder: ") as error:
+        Layout(tmp_path / "absent", tmp_path)
+    assert error.value.parameter == "samples"
+    (tmp_path / "s" / "object_00_cube").mkdir(parents=True)
+    Image.open(REFERENCE).save(tmp_path / "s" / "object_00_cube" / "0.png")
+    with pytest.raises(ParameterError, match=r"^references: no reference image for 1 subject\(s\)"):
+        Layout(tmp_path / "s", tmp_path / "s")
+    code = main(["eval", "dreambench-score", "--metric", "nearid", "--samples", str(tmp_path / "absent"),
+                 "--references", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"idguide: error: --samples: not a folder: {tmp_path / 'absent'}"
