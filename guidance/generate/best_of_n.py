@@ -7,14 +7,7 @@ import torch
 from ...scorers import Scorer
 from ...scorers.base import EmbeddingOrImages
 from ..ranked import Ranked, best_of_batches, check_best_of, scores_of
-
-
-def reserved_arguments(pipe_kwargs: dict, reserved: tuple[str, ...], what: str) -> None:
-    """Refuse pipeline arguments a driver sets itself."""
-    for name in reserved:
-        if name in pipe_kwargs:
-            hint = "; pass seed= instead" if name == "generator" else ""
-            raise ValueError(f"{what} sets '{name}' itself{hint}")
+from . import images_of, reserved_arguments
 
 
 def best_of_n(
@@ -45,8 +38,8 @@ def best_of_n(
         # CPU generators on every device (diffusers draws on the CPU and moves the noise): the
         # documented torch.Generator().manual_seed(seed) regenerates each image, on a GPU too.
         generators = [torch.Generator().manual_seed(s) for s in seeds]
-        images = pipe(generator=generators, num_images_per_prompt=len(seeds), output_type="pt",
-                      **pipe_kwargs).images.float().clamp(0, 1)
+        images = images_of(pipe(generator=generators, num_images_per_prompt=len(seeds), output_type="pt",
+                                **pipe_kwargs))
         return images.cpu(), scores_of(scorer, ref, images)
 
     with tqdm(total=n, desc="best-of-n", unit="img", disable=not progress) as bar:

@@ -10,6 +10,7 @@ from ...scorers import Scorer
 from ...scorers.base import EmbeddingOrImages
 from ..diffusers.particles import ParticleSteering
 from ..ranked import Ranked, scores_of
+from . import images_of
 
 
 def steer_particles(pipe, scorer: Scorer, reference: EmbeddingOrImages, particles: int = 8, seed: int = 0,
@@ -21,8 +22,7 @@ def steer_particles(pipe, scorer: Scorer, reference: EmbeddingOrImages, particle
     steering = {k: options.pop(k) for k in list(options) if k in names}
     callback = ParticleSteering(scorer, reference, seed=seed, **steering)
     generators = [torch.Generator().manual_seed(seed + i) for i in range(particles)]
-    images = pipe(num_images_per_prompt=particles, generator=generators, output_type="pt",
-                  callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"], **options).images
-    images = images.float().clamp(0, 1)
+    images = images_of(pipe(num_images_per_prompt=particles, generator=generators, output_type="pt",
+                            callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"], **options))
     scores = scores_of(scorer, callback.loss.reference, images)
     return Ranked.of(images.cpu(), scores, [seed] * particles, keep)

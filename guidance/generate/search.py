@@ -8,7 +8,7 @@ from ...scorers import Scorer, checks
 from ...scorers.base import EmbeddingOrImages
 from ..ranked import Ranked, scores_of
 from ..search import paths, zero_order
-from .best_of_n import reserved_arguments
+from . import images_of, reserved_arguments
 
 RESERVED = ("latents", "generator", "num_images_per_prompt", "output_type", "image", "strength")
 
@@ -27,8 +27,8 @@ def noise_search(pipe, scorer: Scorer, reference: EmbeddingOrImages, latent_shap
     images: list[torch.Tensor] = []
 
     def evaluate(noise: torch.Tensor, index: int) -> list[float]:
-        out = pipe(latents=noise.to(pipe.device), num_images_per_prompt=noise.shape[0], output_type="pt",
-                   **pipe_kwargs).images.float().clamp(0, 1)
+        out = images_of(pipe(latents=noise.to(pipe.device), num_images_per_prompt=noise.shape[0], output_type="pt",
+                             **pipe_kwargs))
         images.extend(out.cpu())
         return scores_of(scorer, ref, out)
 
@@ -70,8 +70,8 @@ def path_search(pipe, scorer: Scorer, reference: EmbeddingOrImages, budget: int 
     def generate(call, count: int, index: int, **kwargs) -> list[float]:
         # Generator seed + i for sample i: the random starts are best-of-N's samples.
         generators = [torch.Generator().manual_seed(seed + index + i) for i in range(count)]
-        out = call(generator=generators if count > 1 else generators[0], num_images_per_prompt=count,
-                   output_type="pt", **kwargs, **pipe_kwargs).images.float().clamp(0, 1)
+        out = images_of(call(generator=generators if count > 1 else generators[0], num_images_per_prompt=count,
+                             output_type="pt", **kwargs, **pipe_kwargs))
         images.extend(out.cpu())
         return scores_of(scorer, ref, out)
 
