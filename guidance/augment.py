@@ -9,7 +9,7 @@ what the image shows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,10 @@ class Augment:
         checks.number("augment crop min", low, 0.1, 1.0)
         checks.number("augment crop max", high, low, 1.0)
         checks.number("augment jitter", self.jitter, 0.0, 1.0, high_open=True)
+        default = {f.name: f.default for f in fields(self)}
+        if self.draws == 0 and (tuple(self.crop), self.jitter) != (default["crop"], default["jitter"]):
+            checks.no_effect(f"Augment(draws=0) makes no views: crop {tuple(self.crop)} and jitter {self.jitter:g} "
+                             "have no effect", stacklevel=4)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """``[B,3,H,W]`` in [0, 1] → ``[draws·B,3,H,W]`` (draw-major), differentiable in ``images``."""

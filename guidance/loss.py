@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from ..scorers import Embedding, Scorer
+from ..scorers import Embedding, Scorer, checks
 from ..scorers.base import EmbeddingOrImages
 
 ReferenceMode = Literal["mean", "best"]
@@ -21,10 +21,11 @@ class IdentityLoss:
     """
 
     def __init__(self, scorer: Scorer, reference: EmbeddingOrImages, reference_mode: ReferenceMode = "mean"):
+        checks.scorer(scorer)
         if reference_mode not in ("mean", "best"):
             raise ValueError(f"reference_mode must be 'mean' or 'best', got {reference_mode!r}")
         self.scorer = scorer
-        self.reference: Embedding = scorer.as_embedding(reference).detach()
+        self.reference: Embedding = scorer.as_embedding(reference, "reference").detach()
         self.reference_mode = reference_mode
 
     def similarity(self, embedding: Embedding) -> torch.Tensor:

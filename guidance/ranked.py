@@ -78,6 +78,9 @@ def best_of_batches(generate: Callable[[list[int]], tuple[Sequence[torch.Tensor]
     ``batch_size`` over seeds ``seed .. seed+n-1``; after the batch in which a score reaches
     ``threshold`` it stops. ``advance(count)`` reports progress. Returns the ``keep`` best."""
     check_best_of(n, batch_size, keep, seed, threshold)
+    if threshold is not None and batch_size >= n:
+        checks.no_effect(f"threshold {threshold:g} has no effect: it stops between batches, and batch_size "
+                         f"{batch_size} makes all {n} samples one batch")
     images: list[torch.Tensor] = []
     scores: list[float] = []
     seeds: list[int] = []

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import checks
 from .embedding import Embedding
 from .errors import ImageInputError
 from .images import ImageBatch, as_batch
@@ -67,7 +68,12 @@ class Scorer(nn.Module):
         ``torch.inference_mode`` and returns ordinary tensors usable in later autograd code.
         ``batch_size`` bounds how many images go through the model at once.
         """
-        chunks = as_batch(images, f"{self.name}: images", self.device)
+        return self._embed(images, batch_size, "images")
+
+    def _embed(self, images: ImageBatch, batch_size: int | None, parameter: str) -> Embedding:
+        if batch_size is not None:
+            checks.integer("batch_size", batch_size)
+        chunks = as_batch(images, f"{self.name}: {parameter}", self.device)
         need_grad = torch.is_grad_enabled() and any(c.requires_grad for c in chunks)
         with nullcontext() if need_grad else torch.inference_mode():
             pixels = torch.cat([self.preprocess(c.float()) for c in chunks]).to(self.dtype)
@@ -86,8 +92,6 @@ class Scorer(nn.Module):
         """Embed many images ``batch_size`` at a time, each loaded (``load(item)`` → ``[3,H,W]``,
         e.g. from a file) only when its batch comes; ``advance(count)`` after each batch reports
         progress (and may raise to cancel). The one loop the CLI and the nodes embed with."""
-        from . import checks
-
         checks.integer("batch_size", batch_size)
         parts = []
         for start in range(0, len(items), batch_size):
@@ -122,25 +126,41 @@ class Scorer(nn.Module):
     def patch_size(self) -> int:
         raise NotImplementedError(f"{self.name} gives no patch tokens")
 
-    def as_embedding(self, x: EmbeddingOrImages) -> Embedding:
-        return self.check(x) if isinstance(x, Embedding) else self.embed(x)
+    def as_embedding(self, x: EmbeddingOrImages, parameter: str = "images") -> Embedding:
+        """``x`` itself when it is an ``Embedding`` (checked), else its images embedded; errors name ``parameter``."""
+        if isinstance(x, Embedding):
+            return self.check(x, parameter)
+        if isinstance(x, torch.Tensor) and x.dim() == 2:
+            raise TypeError(f"{parameter}: a {tuple(x.shape)} tensor is neither images [B,3,H,W] nor an Embedding; "
+                            f"to reuse embeddings pass the Embedding that {self.name}.embed returned")
+        return self._embed(x, None, parameter)
 
-    def check(self, embedding: Embedding) -> Embedding:
-        """Refuse an embedding made by another scorer (or the same one with other options)."""
+    def check(self, embedding: Embedding, parameter: str = "embedding") -> Embedding:
+        """Refuse what is not an ``Embedding`` (a plain tensor has no record of its scorer), one made by
+        another scorer (or the same one with other options), and NaN or infinite values."""
+        if not isinstance(embedding, Embedding):
+            hint = (f" (a tensor does not say which scorer made it: pass what {self.name}.embed(images) returned)"
+                    if isinstance(embedding, torch.Tensor) else "")
+            raise TypeError(f"{parameter} must be an Embedding (from {self.name}.embed), got "
+                            f"{checks.given(embedding)}{hint}")
         if embedding.scorer is not None and embedding.scorer != self.tag:
             raise ImageInputError(f"{self.tag} cannot compare an embedding made by {embedding.scorer}; "
                                   f"embed the images with this scorer")
+        for part in (embedding.vector, embedding.patches):
+            if part is not None and part.device.type != "meta" and not bool(torch.isfinite(part.detach()).all()):
+                bad = int((~torch.isfinite(part.detach())).sum())
+                raise ValueError(f"{parameter}: {bad} embedding value(s) are NaN or infinite")
         return embedding
 
     # --- comparison ------------------------------------------------------------------------
     def similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
         """Pairwise similarity ``[B]``; a batch-1 side is broadcast against the other."""
-        a, b = paired(self.check(a), self.check(b))
+        a, b = paired(self.check(a, "a"), self.check(b, "b"))
         return (a.vector * b.vector).sum(-1)
 
     def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
         """All-pairs similarity ``[A, B]``."""
-        same_device(self.check(a), self.check(b))
+        same_device(self.check(a, "a"), self.check(b, "b"))
         return a.vector @ b.vector.T
 
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:
@@ -148,7 +168,7 @@ class Scorer(nn.Module):
 
     def score(self, reference: EmbeddingOrImages, images: EmbeddingOrImages) -> torch.Tensor:
         """Similarity of each image to the reference ``[B]``; pass an ``Embedding`` to reuse it."""
-        return self.similarity(self.as_embedding(reference), self.as_embedding(images))
+        return self.similarity(self.as_embedding(reference, "reference"), self.as_embedding(images, "images"))
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, preprocess={self.preprocess}"

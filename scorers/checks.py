@@ -55,6 +55,16 @@ def renamed(kwargs: dict, old: str, new: str, where: str):
     return kwargs.pop(old)
 
 
+class NoEffectWarning(UserWarning):
+    """A setting was given that does nothing in the mode chosen (so the user knows it was ignored)."""
+
+
+def no_effect(message: str, stacklevel: int = 3) -> None:
+    import warnings
+
+    warnings.warn(message, NoEffectWarning, stacklevel=stacklevel)
+
+
 def inside(root, relative, what: str):
     """``root/relative`` (links resolved) when it stays inside ``root``; a name that leads out
     (``..``, an absolute path, a link) is refused naming ``what``."""
@@ -63,3 +73,61 @@ def inside(root, relative, what: str):
     if os.path.commonpath([path, root]) != root:
         raise ValueError(f"'{what}' {str(relative)!r} is outside {root}")
     return Path(path)
+
+
+RESERVED = set('/\\<>:"|?*')  # separators, and what Windows refuses in a file name
+
+
+def file_name(parameter: str, name) -> str:
+    """A user-given name that becomes a file or folder name (a method's rating file, a metric's
+    plot): one plain name, so nothing is written outside the folder meant for it (``..``, a
+    separator) or refused by another system (``:``, ``*``, control characters)."""
+    from .errors import ParameterError
+
+    if not isinstance(name, str) or not name.strip():
+        raise ParameterError(parameter, f"expected a non-empty name, got {name!r}")
+    bad = sorted({c for c in name if c in RESERVED or ord(c) < 32})
+    if bad or name in (".", "..") or name != name.strip():
+        why = (f"it holds {', '.join(map(repr, bad))}" if bad else
+               "it names a folder, not a file" if name in (".", "..") else "it starts or ends with a space")
+        raise ParameterError(parameter, f"{name!r} cannot be a file name ({why}); use letters, digits, '-', '_', '.'")
+    return name
+
+
+def given(value) -> str:
+    """What a wrong argument was, for an error message: its type (and a tensor's shape)."""
+    if value is None:
+        return "None"
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def scorer(value, parameter: str = "scorer"):
+    """An idguide ``Scorer``, or a ``TypeError`` naming the parameter (not an AttributeError later)."""
+    from .base import Scorer
+
+    if not isinstance(value, Scorer):
+        raise TypeError(f"{parameter} must be an idguide Scorer (from idguide.load_scorer), got {given(value)}")
+    return value
+
+
+def pipeline(value, parameter: str = "pipe", needs: tuple[str, ...] = ()):
+    """A diffusers pipeline (anything callable the way one is, with the attributes in ``needs``)."""
+    if not callable(value) or isinstance(value, type):
+        raise TypeError(f"{parameter} must be a diffusers pipeline (an instance, called to generate), "
+                        f"got {given(value) if not isinstance(value, type) else 'the class ' + value.__name__}")
+    missing = [name for name in needs if not hasattr(value, name)]
+    if missing:
+        raise TypeError(f"{parameter}: {type(value).__name__} has no {', '.join('.' + m for m in missing)}, "
+                        "which a diffusers pipeline has")
+    return value
+
+
+def shape(parameter: str, value) -> tuple[int, ...]:
+    """A tensor shape (a tuple, list or ``torch.Size``) of integers >= 1."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"{parameter} must be a shape such as (4, 64, 64), got {value!r}")
+    for i, size in enumerate(value):
+        integer(f"{parameter}[{i}]", size)
+    return tuple(int(s) for s in value)

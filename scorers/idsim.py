@@ -18,7 +18,7 @@ from torch import nn
 from .base import Scorer, cosine, paired, same_device
 from .dino import HF_FILES, DinoConfig, DinoViT, prepare_meta_state, read_hf_dino
 from .embedding import Embedding
-from .errors import WeightsError
+from .errors import ParameterError, WeightsError
 from .lora import merge_lora
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .weights import HubFiles, PathLike, hub_download, load_state, looks_like_path, read_pth, resolve_folder
@@ -101,11 +101,16 @@ class IdSimHead(nn.Module):
         return head
 
 
-def check_options(name: str, mode: str, patch_distance: str) -> None:
+def check_options(name: str, mode: str, patch_distance: str | None) -> None:
+    """``patch_distance=None``: not chosen (pooled). Chosen with mode ``cls`` it would do nothing, so it is refused."""
     if mode not in ("cls", "patch", "joint"):
         raise ValueError(f"{name}: mode must be 'cls', 'patch' or 'joint', got {mode!r}")
-    if patch_distance not in ("pooled", "sinkhorn"):
+    if patch_distance is not None and patch_distance not in ("pooled", "sinkhorn"):
         raise ValueError(f"{name}: patch_distance must be 'pooled' or 'sinkhorn', got {patch_distance!r}")
+    if patch_distance is not None and mode == "cls":
+        raise ParameterError("patch_distance", f"{patch_distance!r} has no effect in {name}'s mode 'cls' (only modes "
+                                               "'patch' and 'joint' compare patch tokens): leave it unset or choose "
+                                               "one of those modes")
 
 
 def normalize_embedding(e: torch.Tensor) -> torch.Tensor:
@@ -118,8 +123,9 @@ class IdSimScorer(Scorer):
     """ID-Sim. ``distance`` is the official ID-Sim distance; ``similarity = 1 - distance``.
 
     ``mode``: ``cls`` (the paper's metric, default), ``patch`` or ``joint`` (cls + patch; what
-    the official ``model(a, b)`` returns with no mode). ``patch_distance``: ``pooled`` (mean
-    patch token, cosine; official inference default) or ``sinkhorn`` (geomloss, paper settings).
+    the official ``model(a, b)`` returns with no mode). ``patch_distance`` (patch and joint modes
+    only): ``pooled`` (mean patch token, cosine; official inference default, what ``None`` means)
+    or ``sinkhorn`` (geomloss, paper settings).
     """
 
     def __init__(
@@ -129,13 +135,13 @@ class IdSimScorer(Scorer):
         mlp_cls: IdSimHead,
         mlp_patch: IdSimHead,
         mode: Mode = "cls",
-        patch_distance: PatchDistance = "pooled",
+        patch_distance: PatchDistance | None = None,
     ):
         super().__init__(Preprocess((IMAGE_SIZE, IMAGE_SIZE), None, IMAGENET_MEAN, IMAGENET_STD))
         check_options(name, mode, patch_distance)
         self.name = name
         self.backbone, self.mlp_cls, self.mlp_patch = backbone, mlp_cls, mlp_patch
-        self.mode, self.patch_distance = mode, patch_distance
+        self.mode, self.patch_distance = mode, patch_distance or "pooled"
 
     def encode(self, pixels: torch.Tensor) -> Embedding:
         tokens = self.backbone(pixels, final_norm=APPLY_FINAL_NORM)
@@ -160,7 +166,7 @@ class IdSimScorer(Scorer):
         return f"{self.name} (mode={self.mode})"
 
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        a, b = paired(self.check(a), self.check(b))
+        a, b = paired(self.check(a, "a"), self.check(b, "b"))
         total = 0.0
         if self.mode in ("cls", "joint"):
             total = 1.0 - cosine(a.vector, b.vector)
@@ -184,7 +190,7 @@ class IdSimScorer(Scorer):
         return 1.0 - self.distance(a, b)
 
     def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        same_device(self.check(a), self.check(b))
+        same_device(self.check(a, "a"), self.check(b, "b"))
         return torch.stack([self.similarity(a[i], b) for i in range(len(a))])
 
 
@@ -193,7 +199,7 @@ def load_idsim(
     weights: PathLike | None = None,
     backbone: PathLike | None = None,
     mode: Mode = "cls",
-    patch_distance: PatchDistance = "pooled",
+    patch_distance: PatchDistance | None = None,
     name: str | None = None,
 ) -> IdSimScorer:
     """Build ID-Sim from the official files (see ``Variant`` and ``shared/reference``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -35,6 +36,7 @@ def rank(
         checks.number("threshold", threshold)
     if on_empty not in ("keep_best", "error"):
         raise ValueError(f"on_empty must be 'keep_best' or 'error', got {on_empty!r}")
+    scores = finite_scores(scores)
     order = sorted(range(len(scores)), key=lambda i: scores[i], reverse=True)
     kept = [i for i in order if threshold is None or scores[i] >= threshold]
     if top_k is not None:
@@ -46,3 +48,19 @@ def rank(
         kept = order[:1]
     chosen = set(kept)
     return Ranking(kept, [i for i in order if i not in chosen])
+
+
+def finite_scores(scores) -> list[float]:
+    """Scores as floats; a NaN would sort anywhere, so it is refused with its position."""
+    if isinstance(scores, (str, bytes)) or not hasattr(scores, "__len__") or not hasattr(scores, "__iter__"):
+        raise TypeError(f"scores must be a sequence of numbers, got {checks.given(scores)}")
+    values = []
+    for i, score in enumerate(scores):
+        try:
+            value = float(score)
+        except (TypeError, ValueError):
+            raise TypeError(f"scores[{i}] is {score!r}, not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"scores[{i}] is {value}: a score must be a finite number")
+        values.append(value)
+    return values

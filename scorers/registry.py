@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import os
 import warnings
 from importlib.metadata import entry_points
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Callable, Union
 
 import torch
 
+from . import checks
 from .base import Scorer
 from .clip import load_clip
 from .dino_i import load_dino_i
@@ -199,6 +201,13 @@ def load_scorer(
     ``None`` for the official source. ``options`` are scorer-specific (ID-Sim: ``mode``,
     ``patch_distance``, ``backbone``).
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a scorer name (a str; see available_scorers()), got {checks.given(name)}")
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be a path, a Hugging Face repo id or None (the official weights), got "
+                        f"{checks.given(weights)}")
+    if weights is not None and not str(weights).strip():
+        raise ValueError("weights: an empty path; pass None for the official weights")
     key = resolve_name(name)
     entry = SCORERS[key]
     parameters = inspect.signature(entry.build).parameters

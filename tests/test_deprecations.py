@@ -46,10 +46,12 @@ def test_noise_search_step_is_now_mix():
             calls.append(latents.clone())
             return type("Out", (), {"images": latents.mean(1, keepdim=True).expand(-1, 3, -1, -1).sigmoid()})()
 
-    class Scorer:
-        device = torch.device("cpu")
+    class Scorer(idguide.Scorer):  # compares pixels: what noise search does with a scorer is all that matters here
+        def __init__(self):
+            super().__init__(preprocess=None)
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
 
-        def as_embedding(self, reference):
+        def as_embedding(self, reference, parameter="images"):
             return reference
 
         def score(self, reference, images):

@@ -268,7 +268,7 @@ def test_particle_steering_raises_oracle_accuracy_and_resamples_history(pipe, ju
     assert all(s.compute.scorer_grad == 0 and s.compute.unet == 8 * SAMPLING.nfe for s in steered)
 
 
-def test_copies_of_a_resampled_particle_part_ways():
+def test_copies_of_a_resampled_particle_part_ways(pipe, judges):
     """The first of each resampled particle is kept as it is; later copies keep their clean estimate
     and ``renew`` of their noise is drawn fresh, seeded (renew 0: exact copies)."""
     from idguide.guidance.resampling import renew_copies
@@ -287,7 +287,7 @@ def test_copies_of_a_resampled_particle_part_ways():
     assert torch.equal(out, renew_copies(latents, denoised, index, signal, noise, 0.5, torch.Generator().manual_seed(2)))
     assert torch.equal(renew_copies(latents, denoised, index, signal, noise, 0.0, torch.Generator()), latents)
     with pytest.raises(ValueError, match="renew must be a finite number"):
-        idguide.steer_particles(None, None, None, renew=1.5)
+        idguide.steer_particles(pipe, judges.guide, reference_image(0), renew=1.5)
 
 
 def test_resampling_reorders_a_multistep_samplers_history():

@@ -29,7 +29,7 @@ from diffusers import (
 )
 from diffusers.callbacks import PipelineCallback
 
-from ...scorers import Scorer
+from ...scorers import Scorer, checks
 from ...scorers.base import EmbeddingOrImages
 from ..augment import Augment
 from ..loss import IdentityLoss, ReferenceMode
@@ -82,6 +82,7 @@ class IdentityGuidanceCallback(PipelineCallback):
         recurrence: int = 0,
     ):
         super().__init__()
+        checks.scorer(scorer)
         if isinstance(augment, (list, tuple)) and len(augment) == 3:  # the config's form (from_config)
             augment = Augment(augment[0], tuple(augment[1]), augment[2])
         self.settings = GuidanceSettings(scale, start, end, every, inner_steps, clip, augment, schedule, recurrence)

@@ -120,6 +120,10 @@ class PipelineDecoder:
         if not (isinstance(decoder, (str, os.PathLike, torch.nn.Module)) or callable(decoder)):
             raise TypeError(f"decoder must be 'auto', 'tiny', 'vae', a path, an AutoencoderTiny or a callable "
                             f"latents → images, got {type(decoder).__name__}")
+        if isinstance(decoder, (str, os.PathLike)) and str(decoder) not in CHOICES and looks_like_path(decoder) \
+                and not os.path.exists(os.path.expanduser(decoder)):
+            raise ValueError(f"decoder: no file or folder {str(decoder)!r} (and not one of {', '.join(CHOICES)} "
+                             "or a Hugging Face repo id owner/name)")
         self.choice, self.decode_size = decoder, decode_size
         self.grid: tuple[int, int] | None = None
         self._tiny: dict[str, torch.nn.Module] = {}  # loaded once per family or path

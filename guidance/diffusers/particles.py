@@ -55,6 +55,7 @@ class ParticleSteering(PipelineCallback):
                  end: float = 0.8, temperature: float = 20.0, potential: str = "difference", renew: float = 1.0,
                  decoder: DecoderChoice | None = DEFAULT_DECODER, decode_size: int | None = 512, seed: int = 0):
         super().__init__()
+        checks.scorer(scorer)
         check_steering(every, start, end, temperature, potential, renew)
         checks.integer("seed", seed, 0)
         self.decoder = PipelineDecoder(decoder, decode_size)

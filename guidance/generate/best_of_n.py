@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ...scorers import Scorer
+from ...scorers import Scorer, checks
 from ...scorers.base import EmbeddingOrImages
 from ..ranked import Ranked, best_of_batches, check_best_of, scores_of
 from . import images_of, reserved_arguments
@@ -29,10 +29,12 @@ def best_of_n(
     pipeline (prompt, steps, ``callback_on_step_end`` for guidance, ...).
     """
     check_best_of(n, batch_size, keep, seed, threshold)
+    checks.pipeline(pipe)
+    checks.scorer(scorer)
     reserved_arguments(pipe_kwargs, ("generator", "num_images_per_prompt", "output_type"), "best_of_n")
     from tqdm.auto import tqdm
 
-    ref = scorer.as_embedding(reference)
+    ref = scorer.as_embedding(reference, "reference")
 
     def generate(seeds: list[int]):
         # CPU generators on every device (diffusers draws on the CPU and moves the noise): the

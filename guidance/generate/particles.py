@@ -6,7 +6,7 @@ import inspect
 
 import torch
 
-from ...scorers import Scorer
+from ...scorers import Scorer, checks
 from ...scorers.base import EmbeddingOrImages
 from ..diffusers.particles import ParticleSteering
 from ..ranked import Ranked, scores_of
@@ -18,6 +18,10 @@ def steer_particles(pipe, scorer: Scorer, reference: EmbeddingOrImages, particle
     """Sample ``particles`` together (generator seeds ``seed .. seed+k-1``) with particle steering and
     return them ranked by their final score. ``options`` go to ``ParticleSteering`` when it takes
     them (``every``, ``temperature``, ``decoder``, …) and to the pipeline otherwise."""
+    checks.pipeline(pipe)
+    checks.scorer(scorer)
+    checks.integer("particles", particles)
+    checks.integer("keep", keep)
     names = set(inspect.signature(ParticleSteering).parameters)
     steering = {k: options.pop(k) for k in list(options) if k in names}
     callback = ParticleSteering(scorer, reference, seed=seed, **steering)
