@@ -36,16 +36,23 @@ def finite_float(text: str) -> float:
     return value
 
 
+# Library parameters a scorer error may name, and the flags that set them here.
+SCORER_FLAGS = {"mode": "--mode", "patch_distance": "--patch-distance", "backbone": "--backbone",
+                "weights": "--weights", "batch_size": "--batch-size"}
+
+
 def add_scorer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", required=True, help="scorer name (see 'idguide list')")
     parser.add_argument("--weights", help="local folder/file in the official layout, or a Hugging Face repo id")
     parser.add_argument("--mode", choices=["cls", "patch", "joint"], help="ID-Sim mode (default cls)")
-    parser.add_argument("--patch-distance", choices=["pooled", "sinkhorn"], help="ID-Sim patch distance")
+    parser.add_argument("--patch-distance", choices=["pooled", "sinkhorn"],
+                        help="ID-Sim, modes patch and joint: how patch tokens are compared (default pooled)")
     parser.add_argument("--backbone", help="ID-Sim: backbone .pth file or Hugging Face DINOv2 folder/repo")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: cuda if available)")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help="weights precision (default fp32)")
     parser.add_argument("--batch-size", type=positive_int,
                         help="images per forward pass (default: 8 on a GPU, 1 on the CPU, where batching is slower)")
+    parser.set_defaults(flags=SCORER_FLAGS)
 
 
 def scorer_options(args: argparse.Namespace) -> dict:

@@ -13,8 +13,10 @@ import numpy as np
 from ..evaluation import dreambench as db
 from ..evaluation import report, stats
 from ..evaluation.scorefiles import labels, numbers, read_csv, retrieval_matrix
+from ..scorers import checks
+from ..scorers.errors import ParameterError
 from ..scorers.registry import resolve_device, resolve_name
-from .arguments import add_scorer_options, batch_size, positive_int, scorer_from_args
+from .arguments import SCORER_FLAGS, add_scorer_options, batch_size, positive_int, scorer_from_args
 
 
 def add_parser(sub) -> None:
@@ -37,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--references", type=Path, required=True, help="one image per subject, named by its key")
     p.add_argument("--method", help="rating file name (default: the samples folder's name)")
     p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(func=run_dreambench_score, flags={"samples": "--samples", "references": "--references"})
+    p.set_defaults(func=run_dreambench_score,
+                   flags={**SCORER_FLAGS, "samples": "--samples", "references": "--references", "method": "--method"})
 
     p = protocols.add_parser("verification", help="AP and ROC-AUC of same/different pairs (Subjects2k, PetFace)")
     p.add_argument("scores", type=Path, help="CSV with columns label (1 same, 0 different) and score")
@@ -120,13 +123,13 @@ def run_dreambench_score(args: argparse.Namespace) -> int:
     """Checks the folders, --out and the device before loading weights; shards under ``accelerate launch``."""
     from tqdm.auto import tqdm
 
-    from ..evaluation.scoring import Layout, process_state, score_layout
+    from ..evaluation.scoring import Layout, process_state, rating_name, score_layout
 
+    method = rating_name(args.samples.resolve().name if args.method is None else args.method)
     layout = Layout(args.samples, args.references)
     writable_folder(args.out)
     resolve_name(args.metric)
     resolve_device(args.device)
-    method = args.method or args.samples.resolve().name
     state = process_state()
     scorer = scorer_from_args(args, device=str(state.device) if state and args.device is None else None)
     main = state.is_main_process if state else True
@@ -143,18 +146,14 @@ def run_dreambench_score(args: argparse.Namespace) -> int:
 
 
 def run_dreambench(args: argparse.Namespace) -> int:
+    folders = metric_folders(args.metric_scores)
     if args.out:
         writable_folder(args.out)
     group1, group2 = (db.read_folder(g, "-cp") for g in db.find_groups(args.ratings))
-    metrics = {}
-    for item in args.metric_scores:
-        name, _, folder = item.partition("=")
-        if not name or not folder:
-            raise ValueError(f"--metric-scores takes NAME=DIR, got {item!r}")
-        metrics[name] = db.read_folder(Path(folder), allow_missing=True)
+    metrics = {name: db.read_folder(folder, allow_missing=True) for name, folder in folders.items()}
     categories = [*db.CATEGORIES, "all"] if args.category == "all" else [args.category]
     results = {c: db.human_alignment(group1, group2, metrics, c) for c in categories}
-    pooled = {name: db.idsim_protocol(group1, group2, files) for name, files in metrics.items()}
+    pooled = {name: db.idsim_protocol(group1, group2, files, f"metric {name}") for name, files in metrics.items()}
 
     for category, result in results.items():
         print(f"\nDreamBench++ {category}: Pearson r per method (a metric: mean of its r with each annotator "
@@ -171,6 +170,24 @@ def run_dreambench(args: argparse.Namespace) -> int:
         write_outputs(args.out, results, pooled, metrics, group1, group2, notes)
         print(f"\nwritten to {args.out}/", file=sys.stderr)
     return 0
+
+
+def metric_folders(items: list[str]) -> dict[str, Path]:
+    """``--metric-scores NAME=DIR`` values: each name names a plot file (a plain name) and is given once."""
+    folders: dict[str, Path] = {}
+    for item in items:
+        name, _, folder = item.partition("=")
+        if not name or not folder:
+            raise ValueError(f"--metric-scores takes NAME=DIR, got {item!r}")
+        try:
+            checks.file_name("NAME", name)
+        except ParameterError as error:
+            raise ValueError(f"--metric-scores {item}: the metric's {error}") from None
+        if name in folders:
+            raise ValueError(f"--metric-scores gives the metric {name!r} twice ({folders[name]} and {folder}); "
+                             "name each metric once")
+        folders[name] = Path(folder)
+    return folders
 
 
 def write_outputs(out: Path, results, pooled, metrics, group1, group2, notes) -> None:

@@ -89,9 +89,11 @@ def run_rank(args: argparse.Namespace) -> int:
     if args.threshold is not None and args.threshold > 1:
         raise ValueError(f"--threshold {args.threshold:g} can never be met: similarities are at most 1")
     check_scorer_names(args)
-    paths = [p for p in list_images(args.folder) if p.resolve() != args.reference.resolve()]
+    found = list_images(args.folder)
+    paths = [p for p in found if p.resolve() != args.reference.resolve()]
     if not paths:
-        raise ImageInputError(f"no images in {args.folder}")
+        raise ImageInputError(f"the only image in {args.folder} is the reference {args.reference}: nothing to rank"
+                              if found else f"no images in {args.folder}")
     return score_files(args, paths, ranked=True)
 
 

@@ -30,7 +30,24 @@ METHODS = ("textual_inversion_sd", "dreambooth_sd", "dreambooth_lora_sdxl", "bli
            "ip_adapter_plus_vit_h_sdxl", "ip_adapter_vit_g_sdxl")
 KEY = re.compile(r"^(?P<category>" + "|".join(CATEGORIES) + r")_(?P<index>\d+)_(?P<subject>.+)-(?P<image>\d+)(?:_\d+)?$")
 
-Ratings = dict[str, float]  # key → score
+
+class Ratings(dict):
+    """key → score, and the file it was read from (``path``; ``None`` when built in code), so an
+    error about the values can name the file."""
+
+    path: Path | None = None
+
+    @classmethod
+    def read(cls, data: dict, path: Path | None) -> "Ratings":
+        ratings = cls(data)
+        ratings.path = path
+        return ratings
+
+
+def rating_source(ratings: Mapping[str, float], name: str) -> str:
+    """How an error names a rating file: its path when known."""
+    path = getattr(ratings, "path", None)
+    return f"{name} ({path})" if path else name
 
 
 @dataclass(frozen=True)
@@ -58,11 +75,13 @@ def read_ratings(path: Path, allow_missing: bool = False) -> Ratings:
     """One rating file: a JSON object of key → finite number. ``allow_missing`` (metric files):
     ``null`` or NaN marks an image the metric could not score (kept as NaN, dropped later)."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(), object_pairs_hook=lambda pairs: unique_keys(pairs, path))
     except FileNotFoundError:
         raise ValueError(f"rating file not found: {path}") from None
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"cannot read rating file {path}: {error}") from None
+    except RecursionError:
+        raise ValueError(f"cannot read rating file {path}: nested too deeply") from None
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected a non-empty JSON object of image key → score")
     for key, value in data.items():
@@ -70,7 +89,17 @@ def read_ratings(path: Path, allow_missing: bool = False) -> Ratings:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{path}: the score of {key!r} is {value!r}, not a finite number")
-    return {k: math.nan if v is None else float(v) for k, v in data.items()}
+    return Ratings.read({k: math.nan if v is None else float(v) for k, v in data.items()}, Path(path))
+
+
+def unique_keys(pairs: list[tuple], path) -> dict:
+    """A JSON object, refusing a key given twice (``json`` would silently keep the last value)."""
+    data = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"{path}: the key {key!r} appears twice (scores {data[key]!r} and {value!r})")
+        data[key] = value
+    return data
 
 
 PROVENANCE = ".provenance.json"  # what produced a rating file sits beside it (evaluation.scoring)
@@ -90,11 +119,18 @@ def read_folder(folder: Path, suffix: str = "", allow_missing: bool = False) -> 
 def find_groups(root: Path) -> tuple[Path, Path]:
     """The two annotator-group folders under a DreamBench++ ratings folder (any depth)."""
     root = Path(root)
-    for group1 in sorted(root.rglob("group1")) if root.is_dir() else []:
-        if (group1.parent / "group2").is_dir():
-            return group1, group1.parent / "group2"
-    raise ValueError(f"no group1/ and group2/ folders of human ratings under {root} "
-                     "(expected data_human_rating/merged_data/group1|group2/<method>-cp.json)")
+    if not root.exists():
+        raise ValueError(f"the human ratings folder {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"the human ratings folder {root} is a file; give the folder that holds group1/ and group2/")
+    pairs = [g.parent for g in sorted(root.rglob("group1")) if g.is_dir() and (g.parent / "group2").is_dir()]
+    if not pairs:
+        raise ValueError(f"no group1/ and group2/ folders of human ratings under {root} "
+                         "(expected data_human_rating/merged_data/group1|group2/<method>-cp.json)")
+    if len(pairs) > 1:
+        raise ValueError(f"{root} holds {len(pairs)} sets of group1/ and group2/ ratings ({pairs[0]} and {pairs[1]}"
+                         f"{', ...' if len(pairs) > 2 else ''}); give the folder of the one to use")
+    return pairs[0] / "group1", pairs[0] / "group2"
 
 
 @dataclass
@@ -202,11 +238,26 @@ def human_alignment(group1: Mapping[str, Ratings], group2: Mapping[str, Ratings]
         if not aligned.keys:
             raise ValueError(f"{method}: no images of category {category}")
         g1, g2 = aligned.values["group1"], aligned.values["group2"]
+        where = f"{method}'s images" + ("" if category == "all" else f" of category {category}")
+        correlatable(g1, rating_source(group1[method], "human ratings group1"), where)
+        correlatable(g2, rating_source(group2[method], "human ratings group2"), where)
         rows[HUMAN].append(round(stats.pearson(g1, g2), 4))
         for metric in metrics:
             m, h1, h2 = scored(aligned.values[metric], g1, g2)
+            correlatable(m, rating_source(metrics[metric][method], f"metric {metric}"), where, len(g1))
             rows[metric].append((round(stats.pearson(m, h1), 4) + round(stats.pearson(m, h2), 4)) / 2)
     return Alignment(category, methods, rows, renamed)
+
+
+def correlatable(values: list[float], name: str, where: str, total: int | None = None) -> None:
+    """A correlation needs two or more scores that differ: say whose scores fail, and where."""
+    total = len(values) if total is None else total
+    if len(values) < 2:
+        raise ValueError(f"{name}: {total - len(values)} of the {total} scores of {where} are missing (null or NaN); "
+                         "a correlation needs at least 2")
+    if all(v == values[0] for v in values):
+        raise ValueError(f"{name}: all {len(values)} scores of {where} are equal ({values[0]:g}); "
+                         "the correlation is undefined")
 
 
 def scored(metric: list[float], *others: list[float]) -> tuple[list[float], ...]:
@@ -249,8 +300,12 @@ def pool(group1: Mapping[str, Ratings], group2: Mapping[str, Ratings], metric: M
 
 
 def idsim_protocol(group1: Mapping[str, Ratings], group2: Mapping[str, Ratings],
-                   metric: Mapping[str, Ratings]) -> Pooled:
-    """Spearman / Kendall of a metric against the mean human rating, pooled over every method's
-    animal and object images."""
+                   metric: Mapping[str, Ratings], name: str = "the metric") -> Pooled:
+    """Spearman / Kendall of a metric (``name`` in errors) against the mean human rating, pooled
+    over every method's animal and object images."""
     scores, human, subjects, dropped = pool(group1, group2, metric, IDSIM_CATEGORIES)
+    folders = sorted({str(r.path.parent) for r in metric.values() if getattr(r, "path", None)})
+    total = len(scores) + len(dropped)
+    correlatable(scores, f"{name} ({', '.join(folders)})" if folders else name,
+                 "every method's animal and object images", total)
     return Pooled(stats.spearman(scores, human), stats.kendall(scores, human), len(scores), len(subjects), dropped)

@@ -16,6 +16,7 @@ precision, IDGuide version) heads each partial file and sits beside the final on
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from ..scorers import checks
 from ..scorers.images import IMAGE_SUFFIXES, load_image
 from ..scorers.ranking import readable
 from ..scorers.errors import ParameterError
@@ -56,15 +58,29 @@ def sample_keys(samples: Path) -> dict[str, Path]:
 def reference_files(references: Path, subjects: set[str]) -> dict[str, Path]:
     if not references.is_dir():
         raise ParameterError("references", f"not a folder: {references}")
-    by_stem = {}
+    by_stem: dict[str, list[Path]] = {}
     for path in sorted(references.rglob("*")):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            by_stem.setdefault(path.stem, path)
+            by_stem.setdefault(path.stem, []).append(path)
     missing = sorted(subjects - set(by_stem))
     if missing:
         raise ParameterError("references", f"no reference image for {len(missing)} subject(s), first {missing[0]!r} "
                                            f"(expected {references}/{missing[0]}.jpg or .png)")
-    return {s: by_stem[s] for s in subjects}
+    twice = sorted(s for s in subjects if len(by_stem[s]) > 1)
+    if twice:
+        found = " and ".join(str(p.relative_to(references)) for p in by_stem[twice[0]])
+        raise ParameterError("references", f"{len(twice)} subject(s) have several reference images, first "
+                                           f"{twice[0]!r}: {found}; keep one per subject")
+    return {s: by_stem[s][0] for s in subjects}
+
+
+def rating_name(method: str) -> str:
+    """``method`` checked to name one rating file in the output folder (``<method>.json`` and its
+    companions), never a path out of it or a companion's name."""
+    checks.file_name("method", method)
+    if method.endswith(PROVENANCE.removesuffix(".json")) or ".partial-" in method:
+        raise ParameterError("method", f"{method!r} would be read as a companion file of another method's ratings")
+    return method
 
 
 def provenance(scorer) -> dict:
@@ -89,7 +105,7 @@ def read_partials(out: Path, method: str, expected: dict | None = None) -> dict[
         record = provenance_path(out, method)
         check_provenance(json.loads(record.read_text()) if record.exists() else None, expected, final, out, method)
         done.update(json.loads(final.read_text()))
-    for partial in sorted(out.glob(f"{method}.partial-*.jsonl")):
+    for partial in sorted(out.glob(f"{glob.escape(method)}.partial-*.jsonl")):
         record = None
         for line in partial.read_text().splitlines():
             try:
@@ -163,6 +179,7 @@ def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int
     (anything else is refused: see ``provenance``). ``progress(done, total)`` after each batch (this
     process's count, with what was scored before); ``check()`` before each batch may raise to
     cancel (what was scored stays in the partial file; Ctrl-C says so)."""
+    rating_name(method)
     out.mkdir(parents=True, exist_ok=True)
     record = provenance(scorer)
     rank, main = (state.process_index, state.is_main_process) if state else (0, True)
@@ -205,6 +222,6 @@ def score_layout(scorer, layout: Layout, out: Path, method: str, batch_size: int
             raise ValueError(f"{len(missing)} images have no score after scoring (first {missing[0]}); rerun to resume")
         write_atomic(provenance_path(out, method), record)
         write_atomic(final, {k: done[k] for k in sorted(layout.samples)})
-        for partial in out.glob(f"{method}.partial-*.jsonl"):
+        for partial in out.glob(f"{glob.escape(method)}.partial-*.jsonl"):
             partial.unlink()
     return final

@@ -13,7 +13,8 @@ from ..drawing import figure_to_tensor
 from ..evaluation import dreambench as db
 from ..evaluation import report
 from ..evaluation.plots import category_bars
-from ..evaluation.scoring import Layout, score_layout
+from ..evaluation.scoring import Layout, rating_name, score_layout
+from ..scorers import checks
 from ..scorers.registry import default_batch_size
 from .common import ScorerSocket, inside
 
@@ -46,7 +47,8 @@ class LoadDreamBenchFolder(io.ComfyNode):
         import folder_paths
 
         root = inside(folder_paths.get_input_directory(), folder, "folder")
-        samples = inside(str(root), os.path.join("samples", method), "method")
+        rating_name(method)  # it names the rating file the score node writes
+        samples = inside(str(root / "samples"), method, "method")
         layout = Layout(samples, root / "references")
         subjects = len(set(layout.subject.values()))
         return io.NodeOutput(Dataset(layout, method), f"{method}: {len(layout.samples)} samples of {subjects} subjects")
@@ -62,7 +64,8 @@ class DreamBenchScore(io.ComfyNode):
             description="Scores every sample against its subject's reference (100 × similarity) into "
                         f"output/{RATINGS}/<name>/<method>.json. Resumes after a cancel; cancellable.",
             inputs=[ScorerSocket.Input("scorer"), DatasetSocket.Input("dataset"),
-                    io.String.Input("name", default="nearid", tooltip="the metric's ratings folder")],
+                    io.String.Input("name", default="nearid",
+                                    tooltip=f"the metric's ratings folder: output/{RATINGS}/<name>, a plain name")],
             outputs=[io.String.Output(display_name="ratings", tooltip="the folder, relative to output/"),
                      io.String.Output(display_name="summary")],
         )
@@ -73,8 +76,9 @@ class DreamBenchScore(io.ComfyNode):
         import comfy.utils
         import folder_paths
 
+        checks.file_name("name", name)
         relative = os.path.join(RATINGS, name)
-        out = inside(folder_paths.get_output_directory(), relative, "name")
+        out = inside(os.path.join(folder_paths.get_output_directory(), RATINGS), name, "name")
         bar = comfy.utils.ProgressBar(len(dataset.layout.samples))
         model = scorer.load()
         final = score_layout(model, dataset.layout, out, dataset.method,

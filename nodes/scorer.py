@@ -30,7 +30,10 @@ class LoadIdentityScorer(io.ComfyNode):
 
     @classmethod
     def execute(cls, scorer, weights, mode, precision) -> io.NodeOutput:
-        options = {"mode": mode} if scorer.startswith("idsim") else {}
+        idsim = scorer.startswith("idsim")
+        if mode != "cls" and not idsim:
+            raise ValueError(f"mode '{mode}' is an ID-Sim option and has no effect on {scorer}: set mode to cls")
+        options = {"mode": mode} if idsim else {}
         try:
             handle = comfy_scorer(scorer, resolve_weights(weights), options, precision)
         except WeightsError as error:

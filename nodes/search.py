@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from comfy_api.latest import io
 
@@ -59,6 +61,11 @@ class IdentityNoiseSearch(io.ComfyNode):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         checks.number("threshold", threshold, 0.0, 100.0)
+        unused = dict(neighbours=neighbours, mix=mix) if method == "paths" else dict(strength=strength, parents=parents)
+        defaults = inspect.signature(cls.execute).parameters
+        for name, value in unused.items():
+            if value != defaults[name].default:
+                checks.no_effect(f"{name} {value:g} has no effect with method '{method}'", stacklevel=2)
         run = KSampling(model, positive, negative, latent_image, vae, reference, steps, cfg, sampler_name, scheduler,
                         denoise)
         total = budget if method == "zero-order" else sum(path_plan(budget, None, parents, strength))

@@ -95,6 +95,8 @@ def test_bad_weights_and_paths_are_refused(comfy):
         run(nodes.LoadIdentityScorer, scorer="clip-i", weights="nearid-siglip2", mode="cls", precision="fp32")
     with pytest.raises(ValueError, match="must be a name inside models/idguide"):
         run(nodes.LoadIdentityScorer, scorer="nearid", weights="../nearid-siglip2", mode="cls", precision="fp32")
+    with pytest.raises(ValueError, match="mode 'patch' is an ID-Sim option and has no effect on nearid: set mode to cls"):
+        run(nodes.LoadIdentityScorer, scorer="nearid", weights="nearid-siglip2", mode="patch", precision="fp32")
 
 
 def test_score_equals_the_library_and_labels_every_image(comfy, nearid, batch, weights_root):
@@ -386,6 +388,43 @@ def test_dreambench_nodes_score_resume_and_align(comfy, nearid, tmp_path, monkey
     assert plot.shape[0] == 1 and plot.shape[-1] == 3
 
 
+# Names typed into the DreamBench nodes that would leave their folder, name a folder, or break elsewhere.
+BAD_NAMES = ["../evil", "../../evil", "sub/evil", "{tmp}/abs/evil", "..", ".", "a\\evil", "x:y", "", " x"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_dreambench_node_names_cannot_leave_their_folders(comfy, nearid, tmp_path, monkeypatch, name):
+    """The folder's method (it names the rating file), the score node's name (its ratings folder)
+    and the alignment node's folders: each refused by name, nothing written anywhere."""
+    import folder_paths
+    from PIL import Image
+
+    from idguide.scorers.errors import ParameterError
+
+    nodes, _ = comfy
+    monkeypatch.setattr(folder_paths, "get_input_directory", lambda: str(tmp_path / "input"))
+    monkeypatch.setattr(folder_paths, "get_output_directory", lambda: str(tmp_path / "output"))
+    for method in ("m", "sub/evil"):  # a nested samples folder exists too: only the name stops it
+        (tmp_path / "input" / "db" / "samples" / method / "object_00_cube").mkdir(parents=True)
+        Image.new("RGB", (32, 32), (200, 30, 30)).save(
+            tmp_path / "input" / "db" / "samples" / method / "object_00_cube" / "0.png")
+    (tmp_path / "input" / "db" / "references").mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "input" / "db" / "references" / "object_00_cube.png")
+    (tmp_path / "output").mkdir()
+    bad = name.format(tmp=tmp_path)
+    before = set(tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=r"^(method: .*(cannot be a file name|non-empty name)|'method' .* is outside)"):
+        run(nodes.LoadDreamBenchFolder, folder="db", method=bad)
+    dataset, _ = run(nodes.LoadDreamBenchFolder, folder="db", method="m")
+    with pytest.raises(ParameterError, match=r"^name: .*(cannot be a file name|non-empty name)"):
+        run(nodes.DreamBenchScore, scorer=nearid, dataset=dataset, name=bad)
+    assert set(tmp_path.rglob("*")) == before
+    if bad.startswith(("..", str(tmp_path))):  # the alignment node only reads, but only inside its folders too
+        for inputs in (dict(human_ratings=bad, ratings="idguide_ratings/nearid"), dict(human_ratings="human", ratings=bad)):
+            with pytest.raises(ValueError, match=r"^'(human_ratings|ratings)' .* is outside"):
+                run(nodes.HumanAlignment, category="all", **inputs)
+
+
 @pytest.mark.parametrize("recurrence", [0, 2])
 def test_comfyui_and_diffusers_change_the_clean_estimate_the_same_way(comfy, nearid, vaes, batch, monkeypatch,
                                                                       recurrence):
@@ -506,7 +545,11 @@ def test_noise_search_spends_its_budget_on_ksampler_paths(comfy, nearid, vaes, b
     settings = dict(steps=4, cfg=2.0, sampler_name="euler_ancestral", scheduler="normal")
     common = dict(model=patcher, positive=positive, negative=negative, latent_image=latent, vae=vae,
                   reference=reference, seed=7, threshold=0.0, **settings)
-    with torch.inference_mode():
+    from idguide.scorers.checks import NoEffectWarning
+
+    unused = "neighbours 2 has no effect with method 'paths'" if method == "paths" else \
+        "parents 1 has no effect with method 'zero-order'"
+    with torch.inference_mode(), pytest.warns(NoEffectWarning, match=unused):
         images, scores, text = run(nodes.IdentityNoiseSearch, method=method, budget=4, keep=64, neighbours=2,
                                    parents=1, strength=0.5, **common)
         best2 = run(nodes.IdentityBestOfN, n=2, batch_size=2, keep=2, **common)
