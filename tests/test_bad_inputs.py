@@ -69,11 +69,42 @@ def files(tmp_path_factory, weights_root):
     (layout / "references").mkdir()
     Image.open(REFERENCE).save(layout / "samples" / "m" / "object_00_cube" / "0.png")
     Image.open(REFERENCE).save(layout / "references" / "object_00_cube.png")
+    twice = root / "two_references"  # one subject, two reference images
+    (twice / "more").mkdir(parents=True)
+    Image.open(REFERENCE).save(twice / "object_00_cube.png")
+    Image.open(REFERENCE).save(twice / "more" / "object_00_cube.jpg")
+    (root / "only_reference").mkdir()
+    Image.open(REFERENCE).save(root / "only_reference" / "reference.png")
+    write_ratings(root)
     return {"root": root, "weights": weights_root}
 
 
+def write_ratings(root: Path) -> None:
+    """Human ratings of one method (group1/, group2/), and metric folders good and bad."""
+    import json
+
+    keys = [f"object_00_cube-{i}" for i in range(4)]
+    for group, values in (("group1", [0, 1, 3, 4]), ("group2", [1, 1, 2, 4])):
+        (root / "ratings" / group).mkdir(parents=True)
+        (root / "ratings" / group / "m-cp.json").write_text(json.dumps(dict(zip(keys, values))))
+    for name, values in (("metric_ok", [50, 60, 70, 90]), ("metric_missing", [None] * 4),
+                         ("metric_one_left", [None, None, 70, None]), ("metric_equal", [50] * 4)):
+        (root / name).mkdir()
+        (root / name / "m.json").write_text(json.dumps(dict(zip(keys, values))))
+    (root / "metric_key_twice").mkdir()
+    (root / "metric_key_twice" / "m.json").write_text(
+        '{"object_00_cube-0": 50, "object_00_cube-1": 60, "object_00_cube-0": 70, "object_00_cube-2": 80, '
+        '"object_00_cube-3": 90}')
+    for name in ("a", "b"):
+        for group in ("group1", "group2"):
+            (root / "two_sets" / name / group).mkdir(parents=True)
+
+
 def path(files, name: str) -> str:
-    """``W:x``: x in the tiny weights; ``F:x``: x among the bad files."""
+    """``W:x``: x in the tiny weights; ``F:x``: x among the bad files (also after ``NAME=``)."""
+    head, equals, tail = name.partition("=")
+    if equals and tail.startswith(("W:", "F:")):
+        return f"{head}={path(files, tail)}"
     if name.startswith(("W:", "F:")):
         return str(files["weights" if name[0] == "W" else "root"] / name[2:])
     return name
@@ -145,7 +176,33 @@ CLI_CASES = [
     (["eval", "retrieval", "F:pair_twice.csv", "--k", "0"], "--k: expected an integer >= 1"),
     (["eval", "triplets", "F:triplet_text.csv"], "row 2, column 'negative': 'x' is not a number"),
     (["eval", "ssr-pa", "F:uneven_trials.csv"], "samples have different numbers of trials"),
-    (["eval", "dreambench", "--ratings", "F:nowhere"], "no group1/ and group2/ folders of human ratings"),
+    (["eval", "dreambench", "--ratings", "F:nowhere"], "the human ratings folder F:nowhere does not exist"),
+    (["eval", "dreambench", "--ratings", "F:file"], "is a file; give the folder that holds group1/ and group2/"),
+    (["eval", "dreambench", "--ratings", "F:empty"], "no group1/ and group2/ folders of human ratings"),
+    (["eval", "dreambench", "--ratings", "F:two_sets"], "holds 2 sets of group1/ and group2/ ratings"),
+    (["eval", "dreambench", "--ratings", "F:ratings", "--metric-scores", "x=F:metric_ok", "--metric-scores",
+      "x=F:metric_equal"], "--metric-scores gives the metric 'x' twice"),
+    (["eval", "dreambench", "--ratings", "F:ratings", "--metric-scores", "x=F:metric_missing"],
+     "metric x (F:metric_missing/m.json): 4 of the 4 scores of m's images of category object are missing (null or NaN)"),
+    (["eval", "dreambench", "--ratings", "F:ratings", "--metric-scores", "x=F:metric_one_left"],
+     "metric x (F:metric_one_left/m.json): 3 of the 4 scores of m's images of category object are missing"),
+    (["eval", "dreambench", "--ratings", "F:ratings", "--metric-scores", "x=F:metric_equal"],
+     "metric x (F:metric_equal/m.json): all 4 scores of m's images of category object are equal (50); the correlation is undefined"),
+    (["eval", "dreambench", "--ratings", "F:ratings", "--metric-scores", "x=F:metric_ok", "--category", "style"],
+     "m: no images of category style"),
+    (["eval", "dreambench", "--ratings", "F:ratings", "--metric-scores", "x=F:metric_key_twice"],
+     "metric_key_twice/m.json: the key 'object_00_cube-0' appears twice (scores 50 and 70)"),
+    (["rank", *NEARID, "F:only_reference/reference.png", "F:only_reference"],
+     "the only image in F:only_reference is the reference F:only_reference/reference.png: nothing to rank"),
+    (["score", "--metric", "idsim-dinov2-vitb14", "--weights", "W:id_sim_checkpoint", "--patch-distance", "sinkhorn",
+      str(REFERENCE), str(REFERENCE)], "--patch-distance: 'sinkhorn' has no effect in idsim-dinov2-vitb14's mode 'cls'"),
+    (["score", "--metric", "idsim-dinov2-vitb14", "--weights", "W:id_sim_checkpoint", "--mode", "cls",
+      "--patch-distance", "pooled", str(REFERENCE), str(REFERENCE)], "--patch-distance: 'pooled' has no effect"),
+    (["score", "--metric", "idsim-dinov2-vitb14", "--weights", "W:id_sim_checkpoint", "--mode", "joint",
+      "--patch-distance", "pooled", str(REFERENCE), str(REFERENCE)], None),
+    ([*DB_SCORE[:-1], "F:two_references", "--out", "F:o"],
+     "--references: 1 subject(s) have several reference images, first 'object_00_cube': more/object_00_cube.jpg and "
+     "object_00_cube.png; keep one per subject"),
     (["eval", "dreambench", "--ratings", "F:empty", "--out", "F:file"], "--out "),
     ([*DB_SCORE, "--out", "F:file"], "is a file; give a folder"),
     ([*DB_SCORE, "--out", "F:file/sub"], "cannot be created"),
@@ -169,6 +226,7 @@ def test_cli_failure_is_one_line_with_exit_code_2(files, capsys, argv, message):
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("\r")]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("idguide: error: "), err
+    message = message.replace("F:", f"{files['root']}/")  # a message may name the bad files too
     assert message in lines[0], lines[0]
     assert "Traceback" not in err and out == ""
 
@@ -437,3 +495,275 @@ def test_library_errors_name_library_parameters_and_the_cli_its_flags(tmp_path, 
                  "--references", str(tmp_path), "--out", str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"idguide: error: --samples: not a folder: {tmp_path / 'absent'}"
+
+
+# --- names that become file names stay inside their folder ---------------------------------------
+
+# Each would leave the output folder, name a folder, or be refused by another system.
+BAD_NAMES = ["../evil", "../../evil", "sub/evil", "{tmp}/abs/evil", "..", ".", "a\\evil", "x:y", "a*", "", " x",
+             "new\nline"]
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_dreambench_score_method_cannot_leave_the_output_folder(tmp_path, weights_root, capsys, monkeypatch, name):
+    """``--method`` names the rating file: every name that is not one plain file name is refused
+    before anything is written, naming the flag."""
+    import idguide.cli.evaluate as eval_cli
+
+    monkeypatch.setattr(eval_cli, "scorer_from_args", lambda *a, **k: pytest.fail("weights loaded before the name"))
+    samples = tmp_path / "work" / "samples" / "m" / "object_00_cube"
+    samples.mkdir(parents=True)
+    Image.open(REFERENCE).resize((32, 32)).save(samples / "0.png")
+    Image.open(REFERENCE).resize((32, 32)).save(tmp_path / "work" / "object_00_cube.png")
+    before = files_under(tmp_path)
+    code = main(["eval", "dreambench-score", "--metric", "nearid", "--weights", str(weights_root / "nearid-siglip2"),
+                 "--samples", str(samples.parent), "--references", str(tmp_path / "work"),
+                 "--out", str(tmp_path / "work" / "out" / "inner"), "--method", name.format(tmp=tmp_path)])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and line.startswith("idguide: error: --method: "), line
+    assert "cannot be a file name" in line or "expected a non-empty name" in line, line
+    assert files_under(tmp_path) == before  # not even --out was created
+
+
+def test_a_plain_method_name_writes_inside_the_output_folder_and_glob_characters_stay_literal(tmp_path, weights_root):
+    """The control for the refusals above, and a name with glob characters: ``a[1]``'s resume must
+    not read (and then delete) the partial file of the method ``a1``."""
+    samples = tmp_path / "samples" / "object_00_cube"
+    samples.mkdir(parents=True)
+    Image.open(REFERENCE).resize((32, 32)).save(samples / "0.png")
+    Image.open(REFERENCE).resize((32, 32)).save(tmp_path / "object_00_cube.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    other = out / "a1.partial-0.jsonl"
+    other.write_text('["object_00_cube-0", 12.5]\n')
+    assert main(["eval", "dreambench-score", "--metric", "nearid", "--weights", str(weights_root / "nearid-siglip2"),
+                 "--samples", str(tmp_path / "samples"), "--references", str(tmp_path), "--out", str(out),
+                 "--method", "a[1]"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a1.partial-0.jsonl", "a[1].json", "a[1].provenance.json"]
+    import json
+
+    assert json.loads((out / "a[1].json").read_text())["object_00_cube-0"] != 12.5  # scored, not read from a1's file
+    assert other.read_text() == '["object_00_cube-0", 12.5]\n'
+
+
+@pytest.mark.parametrize("name", ["x.provenance", "x.partial-0"])
+def test_a_method_named_like_a_companion_file_is_refused(tmp_path, name):
+    from idguide.evaluation.scoring import rating_name
+    from idguide.scorers.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"^method: .* companion file"):
+        rating_name(name)
+    assert rating_name("dreambooth_sd") == "dreambooth_sd"
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_metric_names_cannot_leave_the_output_folder(files, tmp_path, capsys, name):
+    """``--metric-scores NAME=DIR``: NAME names the metric's scatter plot in ``--out``."""
+    out = tmp_path / "out" / "inner"
+    before = files_under(tmp_path)
+    code = main(["eval", "dreambench", "--ratings", path(files, "F:ratings"), "--out", str(out), "--metric-scores",
+                 f"{name.format(tmp=tmp_path)}={path(files, 'F:metric_ok')}"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("idguide: error: --metric-scores "), lines
+    assert ("the metric's NAME: " in lines[0] or "takes NAME=DIR" in lines[0]) and files_under(tmp_path) == before
+
+
+def test_a_plain_metric_name_writes_its_plot_inside_the_output_folder(files, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["eval", "dreambench", "--ratings", path(files, "F:ratings"), "--out", str(out), "--category",
+                 "object", "--metric-scores", f"ok-name_1.0={path(files, 'F:metric_ok')}"]) == 0
+    assert (out / "scatter_ok-name_1.0.png").stat().st_size > 0
+    assert {p.parent for p in files_under(tmp_path)} <= {tmp_path, out}
+
+
+# --- one input must not silently replace another ---------------------------------------------------
+
+def test_a_rating_file_with_a_key_twice_is_refused(tmp_path):
+    from idguide.evaluation import dreambench as db
+
+    (tmp_path / "m.json").write_text('{"object_00_cube-0": 1, "object_00_cube-0": 2}')
+    with pytest.raises(ValueError, match=r"m.json: the key 'object_00_cube-0' appears twice \(scores 1 and 2\)"):
+        db.read_ratings(tmp_path / "m.json")
+
+
+def test_library_reference_files_refuse_two_images_of_one_subject_but_not_of_an_unused_one(tmp_path):
+    from idguide.evaluation.scoring import reference_files
+    from idguide.scorers.errors import ParameterError
+
+    for name in ("object_00_cube.png", "object_00_cube.jpg", "object_01_ball.png", "unused.png", "unused.jpg"):
+        Image.open(REFERENCE).resize((16, 16)).save(tmp_path / name)
+    with pytest.raises(ParameterError, match="object_00_cube.jpg and object_00_cube.png; keep one"):
+        reference_files(tmp_path, {"object_00_cube"})
+    assert reference_files(tmp_path, {"object_01_ball"}) == {"object_01_ball": tmp_path / "object_01_ball.png"}
+
+
+# --- options with no effect -------------------------------------------------------------------------
+
+def test_patch_distance_is_refused_in_cls_mode_and_taken_in_the_patch_modes(weights_root):
+    from idguide.scorers.errors import ParameterError
+
+    folder = weights_root / "id_sim_checkpoint"
+    for given in ("pooled", "sinkhorn"):
+        with pytest.raises(ParameterError, match=f"^patch_distance: '{given}' has no effect in .*mode 'cls'"):
+            idguide.load_scorer("idsim-dinov2-vitb14", weights=folder, patch_distance=given)
+    assert idguide.load_scorer("idsim-dinov2-vitb14", weights=folder).patch_distance == "pooled"
+    joint = idguide.load_scorer("idsim-dinov2-vitb14", weights=folder, mode="joint", patch_distance="sinkhorn")
+    assert (joint.mode, joint.patch_distance) == ("joint", "sinkhorn")
+
+
+def test_settings_with_no_effect_are_named_in_a_warning():
+    import warnings
+
+    from idguide.guidance.ranked import best_of_batches
+    from idguide.scorers.checks import NoEffectWarning
+
+    with pytest.warns(NoEffectWarning, match=r"crop \(0.5, 1.0\) and jitter 0.05 have no effect"):
+        idguide.Augment(draws=0, crop=(0.5, 1.0))
+
+    def generate(seeds):
+        return [torch.zeros(3, 4, 4) for _ in seeds], [0.1 * s for s in seeds]
+
+    with pytest.warns(NoEffectWarning, match="threshold 0.3 has no effect: .*batch_size 4 makes all 4 samples one batch"):
+        best_of_batches(generate, 4, 4, threshold=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the defaults, and a threshold that can stop early, warn of nothing
+        idguide.Augment(draws=0)
+        idguide.Augment()
+        assert best_of_batches(generate, 4, 2, threshold=0.05).generated == 2
+
+
+# --- Python API arguments are checked where they enter -------------------------------------------
+
+class NeverCalled:
+    """A pipeline that fails the test if anything samples before the arguments are checked."""
+
+    device = torch.device("cpu")
+
+    def __call__(self, *args, **kwargs):
+        raise AssertionError("sampled before checking the arguments")
+
+
+@pytest.fixture(scope="module")
+def api(weights_root):
+    from conftest import scorer_for
+
+    scorer = scorer_for("nearid", weights_root)
+    images = torch.rand(2, 3, 32, 32)
+    embedding = scorer.embed(images)
+    nan = idguide.Embedding(embedding.vector * NAN, scorer=embedding.scorer)
+    return scorer, images, embedding, nan, weights_root
+
+
+def api_cases():
+    from idguide.scorers.ranking import rank
+
+    pipe = NeverCalled()
+    return [
+        ("load_scorer name None", lambda s, x, e, n, w: idguide.load_scorer(None), TypeError,
+         "name must be a scorer name (a str; see available_scorers()), got None"),
+        ("load_scorer weights int", lambda s, x, e, n, w: idguide.load_scorer("nearid", weights=3), TypeError,
+         "weights must be a path, a Hugging Face repo id or None (the official weights), got int"),
+        ("load_scorer weights empty", lambda s, x, e, n, w: idguide.load_scorer("nearid", weights=" "), ValueError,
+         "weights: an empty path"),
+        ("embed batch_size 0", lambda s, x, e, n, w: s.embed(x, batch_size=0), ValueError,
+         "batch_size must be an integer >= 1, got 0"),
+        ("embed batch_size -1", lambda s, x, e, n, w: s.embed(x, batch_size=-1), ValueError,
+         "batch_size must be an integer >= 1, got -1"),
+        ("embed batch_size 1.5", lambda s, x, e, n, w: s.embed(x, batch_size=1.5), ValueError,
+         "batch_size must be an integer >= 1, got 1.5"),
+        ("embed None", lambda s, x, e, n, w: s.embed(None), ValueError, "nearid: images: expected a tensor"),
+        ("embed_batches 0", lambda s, x, e, n, w: s.embed_batches(list(x), 0), ValueError, "batch_size must be"),
+        ("similarity tensors", lambda s, x, e, n, w: s.similarity(e.vector, e), TypeError,
+         "a must be an Embedding (from nearid.embed), got a Tensor of shape (2, 64) (a tensor does not say"),
+        ("similarity None", lambda s, x, e, n, w: s.similarity(e, None), TypeError, "b must be an Embedding"),
+        ("similarity NaN", lambda s, x, e, n, w: s.similarity(e, n), ValueError,
+         "b: 128 embedding value(s) are NaN or infinite"),
+        ("similarity_matrix tensors", lambda s, x, e, n, w: s.similarity_matrix(e, e.vector), TypeError,
+         "b must be an Embedding"),
+        ("similarity_matrix NaN", lambda s, x, e, n, w: s.similarity_matrix(n, e), ValueError,
+         "a: 128 embedding value(s) are NaN or infinite"),
+        ("score reference None", lambda s, x, e, n, w: s.score(None, x), ValueError,
+         "nearid: reference: expected a tensor or a list of tensors, got NoneType"),
+        ("score reference vectors", lambda s, x, e, n, w: s.score(e.vector, x), TypeError,
+         "reference: a (2, 64) tensor is neither images [B,3,H,W] nor an Embedding"),
+        ("score NaN embedding", lambda s, x, e, n, w: s.score(n, e), ValueError, "reference: 128 embedding value"),
+        ("rank None", lambda s, x, e, n, w: rank(None), TypeError, "scores must be a sequence of numbers, got None"),
+        ("rank NaN", lambda s, x, e, n, w: rank([0.5, NAN]), ValueError,
+         "scores[1] is nan: a score must be a finite number"),
+        ("rank text", lambda s, x, e, n, w: rank([0.5, "high"]), TypeError, "scores[1] is 'high', not a number"),
+        ("best_of_n pipe None", lambda s, x, e, n, w: idguide.best_of_n(None, s, x), TypeError,
+         "pipe must be a diffusers pipeline (an instance, called to generate), got None"),
+        ("best_of_n pipe class", lambda s, x, e, n, w: idguide.best_of_n(NeverCalled, s, x), TypeError,
+         "got the class NeverCalled"),
+        ("best_of_n scorer None", lambda s, x, e, n, w: idguide.best_of_n(pipe, None, x), TypeError,
+         "scorer must be an idguide Scorer (from idguide.load_scorer), got None"),
+        ("best_of_n reference vectors", lambda s, x, e, n, w: idguide.best_of_n(pipe, s, e.vector), TypeError,
+         "reference: a (2, 64) tensor"),
+        ("best_of_n batch_size 0", lambda s, x, e, n, w: idguide.best_of_n(pipe, s, x, batch_size=0), ValueError,
+         "batch_size must be an integer >= 1, got 0"),
+        ("noise_search pipe None", lambda s, x, e, n, w: idguide.noise_search(None, s, x, (4, 8, 8)), TypeError,
+         "pipe must be a diffusers pipeline"),
+        ("noise_search pipe without device", lambda s, x, e, n, w: idguide.noise_search(lambda **k: k, s, x, (4, 8, 8)),
+         TypeError, "pipe: function has no .device, which a diffusers pipeline has"),
+        ("noise_search scorer str", lambda s, x, e, n, w: idguide.noise_search(pipe, "nearid", x, (4, 8, 8)),
+         TypeError, "scorer must be an idguide Scorer (from idguide.load_scorer), got str"),
+        ("noise_search shape text", lambda s, x, e, n, w: idguide.noise_search(pipe, s, x, "4x8x8"), TypeError,
+         "latent_shape must be a shape such as (4, 64, 64), got '4x8x8'"),
+        ("noise_search shape zero", lambda s, x, e, n, w: idguide.noise_search(pipe, s, x, (4, 0, 8)), ValueError,
+         "latent_shape[1] must be an integer >= 1, got 0"),
+        ("noise_search seed -1", lambda s, x, e, n, w: idguide.noise_search(pipe, s, x, (4, 8, 8), seed=-1),
+         ValueError, "seed must be an integer >= 0, got -1"),
+        ("noise_search reference NaN", lambda s, x, e, n, w: idguide.noise_search(pipe, s, n, (4, 8, 8)), ValueError,
+         "reference: 128 embedding value(s) are NaN"),
+        ("path_search pipe None", lambda s, x, e, n, w: idguide.path_search(None, s, x), TypeError,
+         "pipe must be a diffusers pipeline"),
+        ("path_search scorer None", lambda s, x, e, n, w: idguide.path_search(pipe, None, x), TypeError,
+         "scorer must be an idguide Scorer"),
+        ("path_search img2img int", lambda s, x, e, n, w: idguide.path_search(pipe, s, x, img2img=3), TypeError,
+         "img2img must be a diffusers pipeline (an instance, called to generate), got int"),
+        ("path_search seed 1.5", lambda s, x, e, n, w: idguide.path_search(pipe, s, x, seed=1.5), ValueError,
+         "seed must be an integer >= 0, got 1.5"),
+        ("steer_particles pipe None", lambda s, x, e, n, w: idguide.steer_particles(None, s, x), TypeError,
+         "pipe must be a diffusers pipeline"),
+        ("steer_particles scorer None", lambda s, x, e, n, w: idguide.steer_particles(pipe, None, x), TypeError,
+         "scorer must be an idguide Scorer"),
+        ("steer_particles particles 0", lambda s, x, e, n, w: idguide.steer_particles(pipe, s, x, particles=0),
+         ValueError, "particles must be an integer >= 1, got 0"),
+        ("steer_particles keep 0", lambda s, x, e, n, w: idguide.steer_particles(pipe, s, x, keep=0), ValueError,
+         "keep must be an integer >= 1, got 0"),
+        ("callback scorer None", lambda s, x, e, n, w: idguide.IdentityGuidanceCallback(None, x), TypeError,
+         "scorer must be an idguide Scorer"),
+        ("callback reference None", lambda s, x, e, n, w: idguide.IdentityGuidanceCallback(s, None), ValueError,
+         "nearid: reference: expected a tensor"),
+        ("callback reference vectors", lambda s, x, e, n, w: idguide.IdentityGuidanceCallback(s, e.vector),
+         TypeError, "reference: a (2, 64) tensor"),
+        ("callback decoder int", lambda s, x, e, n, w: idguide.IdentityGuidanceCallback(s, x, decoder=3), TypeError,
+         "decoder must be 'auto', 'tiny', 'vae', a path, an AutoencoderTiny or a callable"),
+        ("callback decoder missing path", lambda s, x, e, n, w: idguide.IdentityGuidanceCallback(
+            s, x, decoder="./no/such/taesd"), ValueError, "decoder: no file or folder './no/such/taesd'"),
+        ("particles scorer None", lambda s, x, e, n, w: idguide.ParticleSteering(None, x), TypeError,
+         "scorer must be an idguide Scorer"),
+        ("particles decoder int", lambda s, x, e, n, w: idguide.ParticleSteering(s, x, decoder=3), TypeError,
+         "decoder must be"),
+        ("particles reference list", lambda s, x, e, n, w: idguide.ParticleSteering(s, [1, 2]), ValueError,
+         "nearid: reference[0]: expected a torch.Tensor"),
+        ("identity loss scorer None", lambda s, x, e, n, w: idguide.IdentityLoss(None, x), TypeError,
+         "scorer must be an idguide Scorer"),
+    ]
+
+
+CASES = api_cases()
+
+
+@pytest.mark.parametrize("call,kind,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_public_entry_points_check_their_arguments(api, call, kind, message):
+    """TypeError for a wrong kind of thing, ValueError for a wrong value, naming the parameter;
+    never an AttributeError from inside, never a NaN result."""
+    with pytest.raises(Exception) as error:
+        call(*api)
+    assert isinstance(error.value, kind) and not isinstance(error.value, AttributeError), repr(error.value)
+    assert message in str(error.value), str(error.value)
