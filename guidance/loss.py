@@ -30,7 +30,7 @@ class IdentityLoss:
 
     def similarity(self, embedding: Embedding) -> torch.Tensor:
         """Per-image similarity ``[B]`` to the identity (mean over references, or the best one)."""
-        matrix = self.scorer.similarity_matrix(embedding, self.reference.to(embedding.device))  # [B, R]
+        matrix = self.scorer._similarity_matrix(embedding, self.reference.to(embedding.device))  # [B, R]
         return matrix.mean(dim=1) if self.reference_mode == "mean" else matrix.max(dim=1).values
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

@@ -147,20 +147,29 @@ class Scorer(nn.Module):
             raise ImageInputError(f"{self.tag} cannot compare an embedding made by {embedding.scorer}; "
                                   f"embed the images with this scorer")
         for part in (embedding.vector, embedding.patches):
-            if part is not None and part.device.type != "meta" and not bool(torch.isfinite(part.detach()).all()):
-                bad = int((~torch.isfinite(part.detach())).sum())
-                raise ValueError(f"{parameter}: {bad} embedding value(s) are NaN or infinite")
+            if part is not None and part.device.type != "meta":
+                bad = int((~torch.isfinite(part.detach())).sum())  # one sync per part
+                if bad:
+                    raise ValueError(f"{parameter}: {bad} embedding value(s) are NaN or infinite")
         return embedding
 
     # --- comparison ------------------------------------------------------------------------
     def similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
         """Pairwise similarity ``[B]``; a batch-1 side is broadcast against the other."""
-        a, b = paired(self.check(a, "a"), self.check(b, "b"))
-        return (a.vector * b.vector).sum(-1)
+        return self._similarity(*paired(self.check(a, "a"), self.check(b, "b")))
 
     def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
         """All-pairs similarity ``[A, B]``."""
         same_device(self.check(a, "a"), self.check(b, "b"))
+        return self._similarity_matrix(a, b)
+
+    # The comparisons on checked embeddings. The guidance loss calls ``_similarity_matrix`` directly:
+    # it made its embeddings with this scorer, and a non-finite result there skips a step or drops a
+    # particle rather than stopping the run.
+    def _similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
+        return (a.vector * b.vector).sum(-1)
+
+    def _similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
         return a.vector @ b.vector.T
 
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Scorer, cosine, paired, same_device
+from .base import Scorer, cosine, paired
 from .dino import HF_FILES, DinoConfig, DinoViT, prepare_meta_state, read_hf_dino
 from .embedding import Embedding
 from .errors import ParameterError, WeightsError
@@ -166,7 +166,9 @@ class IdSimScorer(Scorer):
         return f"{self.name} (mode={self.mode})"
 
     def distance(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        a, b = paired(self.check(a, "a"), self.check(b, "b"))
+        return self._distance(*paired(self.check(a, "a"), self.check(b, "b")))
+
+    def _distance(self, a: Embedding, b: Embedding) -> torch.Tensor:
         total = 0.0
         if self.mode in ("cls", "joint"):
             total = 1.0 - cosine(a.vector, b.vector)
@@ -186,12 +188,11 @@ class IdSimScorer(Scorer):
         pa, pb = pa.expand(n, -1, -1).contiguous(), pb.expand(n, -1, -1).contiguous()
         return SamplesLoss(**SINKHORN, backend="tensorized")(pa, pb)
 
-    def similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        return 1.0 - self.distance(a, b)
+    def _similarity(self, a: Embedding, b: Embedding) -> torch.Tensor:
+        return 1.0 - self._distance(a, b)
 
-    def similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
-        same_device(self.check(a, "a"), self.check(b, "b"))
-        return torch.stack([self.similarity(a[i], b) for i in range(len(a))])
+    def _similarity_matrix(self, a: Embedding, b: Embedding) -> torch.Tensor:
+        return torch.stack([self._similarity(a[i], b) for i in range(len(a))])
 
 
 def load_idsim(

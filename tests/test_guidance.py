@@ -60,6 +60,21 @@ def test_nan_loss_skips_steps_and_keeps_run_finite(family, scorer, reference):
     assert any("step skipped" in str(w.message) for w in caught)
 
 
+def test_nan_embedding_of_the_scorer_skips_steps_like_a_nan_loss(family, scorer, reference, monkeypatch):
+    """A scorer that overflows on finite pixels (NaN embedding, as in fp16) inside the loop skips the
+    step with a warning, as a NaN loss does: the run is not stopped by the check on given embeddings."""
+    name, pipe = family
+    cb = IdentityGuidanceCallback(scorer, reference, **GUIDE)
+    encode = scorer.encode
+    monkeypatch.setattr(scorer, "encode", lambda pixels: (lambda e: type(e)(e.vector * float("nan"), e.patches,
+                                                                             e.grid, e.scorer))(encode(pixels)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nan_run = generate(pipe, name, 7, cb)
+    assert torch.equal(nan_run, generate(pipe, name, 7))
+    assert any("loss is nan, step skipped" in str(w.message) for w in caught)
+
+
 class TensorCount(PipelineCallback):
     """Counts live tensors after each step (run after the guidance callback)."""
 
